@@ -1,0 +1,284 @@
+"""The one command line: ``asbuilt up | down | status | migrate | doctor | retention``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from typing import Annotated, Any
+
+import psycopg
+import typer
+
+from asbuilt import doctor as doctor_checks
+from asbuilt import migrations
+from asbuilt.errors import AsbuiltError
+from asbuilt.services import stack
+from asbuilt.services.supervisor import (
+    Supervisor,
+    pid_alive,
+    pid_file,
+    read_state,
+    stop_leftovers,
+    stop_process,
+    tail,
+)
+from asbuilt.settings import Settings
+
+app = typer.Typer(
+    help="asbuilt: OPC UA → Kafka → Bytewax → TimescaleDB, for regulated plants.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+logger = logging.getLogger("asbuilt")
+
+DETACH_TIMEOUT_S = 180.0
+RAW_TABLES = (
+    "equipment_states",
+    "counter_samples",
+    "process_values",
+    "alarms",
+    "batch_events",
+    "material_movements",
+    "dead_letters",
+)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return settings
+
+
+def _say(line: str) -> None:
+    typer.echo(f"[asbuilt] {line}", err=True)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.secho(f"asbuilt: error: {exc}", err=True, fg=typer.colors.RED)
+    return typer.Exit(1)
+
+
+@app.command()
+def up(
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Run the stack in the background.")
+    ] = False,
+) -> None:
+    """Start the stack in dependency order, wait for health; Ctrl-C stops everything."""
+    settings = _settings()
+    if detach:
+        _up_detached(settings)
+        return
+    try:
+        with pid_file(settings):
+            leftovers = stop_leftovers(settings)
+            if leftovers:
+                _say(f"stopped services left by a supervisor that died: {', '.join(leftovers)}")
+            supervisor = Supervisor(settings, stack.build(settings))
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            _say(f"starting the stack (state in {settings.home_dir})")
+            supervisor.start_all(progress=_say)
+            _say("the stack is up — `asbuilt status` shows it; Ctrl-C (or `asbuilt down`) stops it")
+            try:
+                supervisor.watch(stop)
+            finally:
+                _say("stopping the stack…")
+                supervisor.stop_all()
+                _say("stopped")
+    except AsbuiltError as exc:
+        raise _fail(exc) from None
+
+
+def _up_detached(settings: Settings) -> None:
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    log = settings.logs_dir / "supervisor.log"
+    with open(log, "ab") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "asbuilt.cli", "up"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + DETACH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            typer.secho(
+                f"asbuilt: error: the stack did not start; last lines of {log}:\n{tail(log)}",
+                err=True,
+                fg=typer.colors.RED,
+            )
+            raise typer.Exit(1)
+        state = read_state(settings)
+        if state and state.get("ready") and state.get("supervisor_pid") == child.pid:
+            _say(f"the stack is up in the background (supervisor pid {child.pid}, log {log})")
+            _print_status(settings, as_json=False)
+            return
+        time.sleep(0.2)
+    stop_process(child.pid, signal.SIGTERM, "supervisor")
+    typer.secho(
+        f"asbuilt: error: the stack was not healthy within {DETACH_TIMEOUT_S:.0f} s; see {log}",
+        err=True,
+        fg=typer.colors.RED,
+    )
+    raise typer.Exit(1)
+
+
+@app.command()
+def down() -> None:
+    """Stop the stack started by `asbuilt up` (foreground or detached)."""
+    settings = _settings()
+    pid_path = settings.run_dir / "supervisor.pid"
+    try:
+        pid = int(pid_path.read_text())
+    except (OSError, ValueError):
+        pid = 0
+    if pid and pid_alive(pid):
+        _say(f"stopping the supervisor (pid {pid}) and its services…")
+        stop_process(pid, signal.SIGTERM, "supervisor", timeout_s=60)
+    leftovers = stop_leftovers(settings)
+    if leftovers:
+        _say(f"stopped services left by a supervisor that died: {', '.join(leftovers)}")
+    if not (pid and pid_alive(pid)) and not leftovers and not pid:
+        _say("the stack is not running")
+    else:
+        _say("stopped")
+
+
+def _live_health(settings: Settings, name: str) -> tuple[bool, str]:
+    try:
+        if name == "timescaledb":
+            stack.check_database(stack.database_dsn(settings))
+        elif name == "broker":
+            from asbuilt import kafka
+
+            kafka.check_broker(settings.bootstrap, timeout_s=2.0)
+        else:
+            return False, "unknown service"
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        return False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return True, ""
+
+
+def _status(settings: Settings) -> dict[str, Any]:
+    state = read_state(settings)
+    running = bool(state) and pid_alive(int(state.get("supervisor_pid", 0))) if state else False
+    services = []
+    for svc in state.get("services", []) if state and running else []:
+        healthy, error = _live_health(settings, svc["name"])
+        services.append(
+            svc | {"healthy": healthy, "last_error": error or svc.get("last_error", "")}
+        )
+    return {
+        "home": str(settings.home_dir),
+        "running": running,
+        "supervisor_pid": state.get("supervisor_pid") if running and state else None,
+        "services": services,
+    }
+
+
+def _print_status(settings: Settings, as_json: bool) -> dict[str, Any]:
+    report = _status(settings)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return report
+    if not report["running"]:
+        typer.echo(f"the asbuilt stack of {report['home']} is down (start it with `asbuilt up`)")
+        return report
+    typer.echo(f"asbuilt stack of {report['home']} — supervisor pid {report['supervisor_pid']}")
+    for svc in report["services"]:
+        health = "healthy" if svc["healthy"] else "UNHEALTHY"
+        typer.echo(f"  {svc['name']:<12} {health:<9} pid {svc['pid'] or '-':<8} {svc['address']}")
+        extras = {
+            k: v
+            for k, v in svc.items()
+            if k not in {"name", "healthy", "pid", "address", "stop_signal", "failed"} and v
+        }
+        for key, value in extras.items():
+            typer.echo(f"      {key}: {value}")
+    return report
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each service: pid, address, health, last error; exit 1 when down or unhealthy."""
+    report = _print_status(_settings(), as_json)
+    if not report["running"] or not all(s["healthy"] for s in report["services"]):
+        raise typer.Exit(1)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending schema migrations (the stack's `up` does this too)."""
+    settings = _settings()
+    try:
+        dsn = stack.database_dsn(settings)
+        applied = migrations.migrate(dsn)
+        for name, state in migrations.status(dsn):
+            typer.echo(f"{name}: {state}")
+    except (AsbuiltError, psycopg.OperationalError) as exc:
+        raise _fail(exc) from None
+    _say(f"applied now: {', '.join(applied) or 'nothing'}")
+
+
+@app.command()
+def doctor() -> None:
+    """Check every prerequisite; say precisely what is wrong and how to fix it."""
+    settings = _settings()
+    failures = 0
+    for check in doctor_checks.run(settings):
+        mark = (
+            typer.style("ok  ", fg=typer.colors.GREEN)
+            if check.ok
+            else typer.style("FAIL", fg=typer.colors.RED)
+        )
+        typer.echo(f"{mark} {check.name}: {check.detail}")
+        if not check.ok:
+            failures += 1
+            typer.echo(f"     fix: {check.fix}")
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def retention(
+    days: Annotated[
+        int | None, typer.Option(help="Keep this many days (default ASBUILT_RETENTION_DAYS).")
+    ] = None,
+) -> None:
+    """Drop raw time-series chunks older than the retention period (policies where licensed)."""
+    settings = _settings()
+    keep_days = days or settings.retention_days
+    if keep_days is None:
+        _say("no retention configured (ASBUILT_RETENTION_DAYS unset): everything is kept")
+        return
+    from asbuilt import db
+
+    with psycopg.connect(stack.database_dsn(settings), autocommit=True) as conn:
+        for table in RAW_TABLES:
+            dropped = db.apply_retention(conn, table, timedelta(days=keep_days))
+            _say(f"{table}: {len(dropped)} chunk(s) dropped")
+
+
+def main() -> None:
+    os.umask(0o022)
+    app()
+
+
+if __name__ == "__main__":
+    main()
