@@ -53,7 +53,8 @@ def copy_upsert(
 
     ``key`` is the natural key (a unique index that includes the time column). Rows whose key
     exists are skipped, or, with ``update``, have those columns overwritten (a correction).
-    Runs in one transaction: all rows or none.
+    Atomic: all rows or none (a savepoint inside a transaction the caller keeps open, which
+    the caller then commits).
     """
     stage = sql.Identifier(f"stage_{table.replace('.', '_')}")
     target = sql.Identifier(*table.split("."))
@@ -64,14 +65,14 @@ def copy_upsert(
         )
     else:
         action = sql.SQL("DO NOTHING")
-    oids = column_oids(conn, table, columns)
     with conn.transaction():
+        oids = column_oids(conn, table, columns)
         conn.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS)"
-                " ON COMMIT DELETE ROWS"
-            ).format(stage, target)
+            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS)").format(
+                stage, target
+            )
         )
+        conn.execute(sql.SQL("TRUNCATE {}").format(stage))
         with conn.cursor().copy(
             sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols)
         ) as copy:

@@ -129,3 +129,13 @@ def topic_prefix(local_stack: Stack) -> str:
     prefix = f"t{uuid.uuid4().hex[:10]}_"
     kafka.ensure_topics(local_stack.bootstrap, topics.all_topics(prefix))
     return prefix
+
+
+@pytest.fixture
+def broker_only(tmp_path: Path) -> Iterator[tuple[Settings, Supervisor]]:
+    """A broker of its own for one test (to restart it without disturbing the others)."""
+    settings = make_settings(tmp_path / ".asbuilt")
+    supervisor = Supervisor(settings, [stack.build(settings)[1]])
+    supervisor.start_all()
+    yield settings, supervisor
+    supervisor.stop_all()

@@ -214,10 +214,9 @@ class Supervisor:
             for svc in self.services:
                 if svc.proc is None or svc.failed or svc.proc.poll() is None:
                     continue
-                svc.last_error = (
-                    f"{_now()} exited with code {svc.proc.returncode}: "
-                    f"{tail(self.log_file(svc), 1)}"
-                )
+                code = svc.proc.returncode
+                how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                svc.last_error = f"{_now()} died ({how}); see {self.log_file(svc)}"
                 logger.error("%s died: %s", svc.name, svc.last_error)
                 now = time.monotonic()
                 svc.restarts = [t for t in svc.restarts if now - t < RESTART_WINDOW_S]
