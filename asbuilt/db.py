@@ -59,6 +59,7 @@ def copy_upsert(
     stage = sql.Identifier(f"stage_{table.replace('.', '_')}")
     target = sql.Identifier(*table.split("."))
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    action: sql.Composable
     if update:
         action = sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(
             sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in update

@@ -32,6 +32,6 @@ def prepare(store: Path, epoch: str, partitions: int = 1) -> bool:
         )
         shutil.rmtree(store)
     store.mkdir(parents=True)
-    init_db_dir(store, partitions)
+    init_db_dir(store, partitions)  # type: ignore[no-untyped-call]
     marker.write_text(epoch + "\n")
     return True

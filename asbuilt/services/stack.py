@@ -105,7 +105,7 @@ def _broker(settings: Settings) -> Managed:
         return Managed(
             name="broker",
             address=bootstrap,
-            health=lambda: kafka.check_broker(bootstrap) and None,
+            health=lambda: kafka.check_broker(bootstrap),
             ready=ready,
             note="external (ASBUILT_KAFKA_BOOTSTRAP)",
         )

@@ -103,7 +103,7 @@ class Managed:
 
     name: str
     address: str
-    health: Callable[[], None]  # raises when unhealthy
+    health: Callable[[], object]  # raises when unhealthy; its return value is ignored
     argv: list[str] | None = None  # None: an external service we only check
     port: int | None = None
     user: str | None = None
