@@ -32,5 +32,6 @@ bench: install ## Run the benchmarks and write docs/benchmarks.md
 down: ## Stop a stack started with `asbuilt up --detach`
 	$(BIN)/asbuilt down
 
-clean: down ## Remove the virtual environment and the state directory (.asbuilt)
+clean: ## Stop the stack, delete its data (cluster included), the venv and .tools
+	-$(BIN)/asbuilt down --purge
 	rm -rf .venv .tools .asbuilt

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from asbuilt import doctor as doctor_checks
 from asbuilt import migrations
 from asbuilt.errors import AsbuiltError
 from asbuilt.services import stack
+from asbuilt.services.postgres import EmbeddedPostgres
 from asbuilt.services.supervisor import (
     Supervisor,
     pid_alive,
@@ -138,7 +141,15 @@ def _up_detached(settings: Settings) -> None:
 
 
 @app.command()
-def down() -> None:
+def down(
+    purge: Annotated[
+        bool,
+        typer.Option(
+            "--purge",
+            help="Also delete all data: the cluster (wherever it lives) and ASBUILT_HOME.",
+        ),
+    ] = False,
+) -> None:
     """Stop the stack started by `asbuilt up` (foreground or detached)."""
     settings = _settings()
     pid_path = settings.run_dir / "supervisor.pid"
@@ -156,6 +167,12 @@ def down() -> None:
         _say("the stack is not running")
     else:
         _say("stopped")
+    if purge:
+        if settings.embedded_db and settings.home_dir.exists():
+            with contextlib.suppress(AsbuiltError):
+                EmbeddedPostgres(settings).destroy()
+        shutil.rmtree(settings.home_dir, ignore_errors=True)
+        _say(f"deleted all local data of {settings.home_dir}")
 
 
 def _live_health(settings: Settings, name: str) -> tuple[bool, str]:

@@ -60,7 +60,11 @@ def consumer_config(bootstrap: str, group_id: str, **overrides: Any) -> dict[str
 def check_broker(bootstrap: str, timeout_s: float = 5.0) -> int:
     """Raise ServiceError unless the cluster answers a metadata request; return its broker count."""
     admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000)}
+        {
+            "bootstrap.servers": bootstrap,
+            "socket.timeout.ms": int(timeout_s * 1000),
+            "log_level": 0,  # a refused connection is the answer here, not log noise
+        }
     )
     try:
         metadata = admin.list_topics(timeout=timeout_s)

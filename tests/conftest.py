@@ -8,7 +8,6 @@ exactly the case of a checkout under /root, so the cluster's fallback location i
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,25 +27,8 @@ from asbuilt.settings import Settings
 TEMPLATE_DB = "asbuilt_template"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def make_settings(home: Path, **overrides: object) -> Settings:
-    """Settings for a private stack; explicit Nones so the caller's environment cannot leak in."""
-    values: dict[str, object] = {
-        "home": home,
-        "db_dsn": None,
-        "kafka_bootstrap": None,
-        "db_port": free_port(),
-        "broker_port": free_port(),
-        "dashboard_port": free_port(),
-        "bind_host": "127.0.0.1",
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+free_port = stack.free_port
+make_settings = stack.private_settings
 
 
 @dataclass
@@ -93,6 +75,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(settings, supervisor, pg)
     finally:
         supervisor.stop_all()
+        EmbeddedPostgres(settings).destroy()
 
 
 @pytest.fixture

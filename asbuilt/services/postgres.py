@@ -174,6 +174,10 @@ class EmbeddedPostgres:
             msg = f"initdb failed in {data}:\n{result.stderr.strip() or result.stdout.strip()}"
             raise ServiceError(msg)
 
+    def destroy(self) -> None:
+        """Delete the cluster's files (the server must be stopped): ``asbuilt down --purge``."""
+        shutil.rmtree(self.location.root, ignore_errors=True)
+
     def argv(self) -> list[str]:
         """The server command line; every setting that matters is explicit here."""
         options = {

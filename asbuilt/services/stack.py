@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 
@@ -24,6 +26,28 @@ def redact(dsn: str) -> str:
     """A DSN fit to print: the password replaced by ***."""
     dsn = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", dsn)
     return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def private_settings(home: Path, **overrides: object) -> Settings:
+    """Settings for a throwaway stack (tests, benchmarks): its own home, free loopback ports,
+    and explicit Nones so the caller's ASBUILT_* environment cannot leak in."""
+    values: dict[str, object] = {
+        "home": home,
+        "db_dsn": None,
+        "kafka_bootstrap": None,
+        "db_port": free_port(),
+        "broker_port": free_port(),
+        "dashboard_port": free_port(),
+        "bind_host": "127.0.0.1",
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
 
 
 def database_dsn(settings: Settings) -> str:

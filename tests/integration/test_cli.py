@@ -40,7 +40,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "ASBUILT_DASHBOARD_PORT": str(free_port()),
     }
     yield environment
-    run(environment, "down")
+    run(environment, "down", "--purge")
 
 
 def _wait(predicate: object, timeout: float = 30.0) -> bool:
