@@ -89,11 +89,13 @@ def up(
             if leftovers:
                 _say(f"stopped services left by a supervisor that died: {', '.join(leftovers)}")
             supervisor = Supervisor(settings, stack.build(settings))
+            # While starting, Ctrl-C or SIGTERM interrupts the start (which stops what it began).
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            _say(f"starting the stack (state in {settings.home_dir})")
+            supervisor.start_all(progress=_say)
             stop = threading.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: stop.set())
-            _say(f"starting the stack (state in {settings.home_dir})")
-            supervisor.start_all(progress=_say)
             _say("the stack is up — `asbuilt status` shows it; Ctrl-C (or `asbuilt down`) stops it")
             try:
                 supervisor.watch(stop)
@@ -103,6 +105,9 @@ def up(
                 _say("stopped")
     except AsbuiltError as exc:
         raise _fail(exc) from None
+    except KeyboardInterrupt:
+        _say("interrupted while starting: stopped everything it had started")
+        raise typer.Exit(130) from None
 
 
 def _up_detached(settings: Settings) -> None:
@@ -202,6 +207,7 @@ def _status(settings: Settings) -> dict[str, Any]:
     return {
         "home": str(settings.home_dir),
         "running": running,
+        "ready": bool(running and state and state.get("ready")),
         "supervisor_pid": state.get("supervisor_pid") if running and state else None,
         "services": services,
     }
@@ -215,7 +221,10 @@ def _print_status(settings: Settings, as_json: bool) -> dict[str, Any]:
     if not report["running"]:
         typer.echo(f"the asbuilt stack of {report['home']} is down (start it with `asbuilt up`)")
         return report
-    typer.echo(f"asbuilt stack of {report['home']} — supervisor pid {report['supervisor_pid']}")
+    starting = "" if report["ready"] else " — STARTING (not every service is up yet)"
+    typer.echo(
+        f"asbuilt stack of {report['home']} — supervisor pid {report['supervisor_pid']}{starting}"
+    )
     for svc in report["services"]:
         health = "healthy" if svc["healthy"] else "UNHEALTHY"
         typer.echo(f"  {svc['name']:<12} {health:<9} pid {svc['pid'] or '-':<8} {svc['address']}")
@@ -233,9 +242,9 @@ def _print_status(settings: Settings, as_json: bool) -> dict[str, Any]:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Each service: pid, address, health, last error; exit 1 when down or unhealthy."""
+    """Each service: pid, address, health, last error; exit 1 unless up, ready and healthy."""
     report = _print_status(_settings(), as_json)
-    if not report["running"] or not all(s["healthy"] for s in report["services"]):
+    if not report["ready"] or not all(s["healthy"] for s in report["services"]):
         raise typer.Exit(1)
 
 

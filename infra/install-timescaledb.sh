@@ -19,6 +19,7 @@
 # Environment:
 #   ASBUILT_DB_DSN   if set, an existing TimescaleDB is used: nothing to do.
 #   ASBUILT_BUILD_JOBS  parallel compile jobs on Debian 12 (default 2).
+#   ASBUILT_OS_RELEASE  os-release file to read instead of /etc/os-release (tests).
 set -euo pipefail
 
 readonly TAG=install-timescaledb
@@ -128,7 +129,7 @@ ensure_root() {
     ((EUID == 0)) && return 0
     if command -v sudo >/dev/null 2>&1; then
         log "not root: re-running through sudo"
-        exec sudo -- bash "$(readlink -f "${BASH_SOURCE[0]}")" "$@"
+        exec sudo -n -- bash "$(readlink -f "${BASH_SOURCE[0]}")" "$@"
     fi
     die 1 "must run as root (and sudo is not installed); run it as root, or set ASBUILT_DB_DSN to an existing TimescaleDB"
 }
@@ -136,8 +137,9 @@ ensure_root() {
 # Sets OS_ID, OS_VERSION_ID, OS_CODENAME; exits 2 on an unsupported system.
 detect_os() {
     local ID="" VERSION_ID="" VERSION_CODENAME="" PRETTY_NAME=""
-    # shellcheck disable=SC1091
-    [[ -r /etc/os-release ]] && . /etc/os-release
+    local release=${ASBUILT_OS_RELEASE:-/etc/os-release}  # overridable for the tests
+    # shellcheck disable=SC1090
+    [[ -r $release ]] && . "$release"
     OS_ID=$ID
     OS_VERSION_ID=$VERSION_ID
     OS_CODENAME=$VERSION_CODENAME
@@ -450,8 +452,8 @@ main() {
     local t_start
     t_start=$(now)
     skip_if_external_db
-    ensure_root "$@"
     detect_os
+    ensure_root "$@"
     take_lock
     : >"$LOG_FILE"
     trap on_exit EXIT

@@ -41,6 +41,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _exit_reason(code: int) -> str:
+    return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+
+
 def pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -176,11 +180,21 @@ class Supervisor:
                     user=svc.user,
                     env=svc.env,
                     cwd="/",
+                    # Its own process group: Ctrl-C reaches only the supervisor, which then
+                    # stops the services in order; the death signal covers a killed supervisor.
+                    process_group=0,
                     preexec_fn=_set_parent_death_signal(svc.stop_signal),
                 )
         self._wait_healthy(svc)
         if svc.ready is not None:
-            svc.info.update(svc.ready())
+            try:
+                svc.info.update(svc.ready())
+            except Exception as exc:
+                if svc.proc is not None and svc.proc.poll() is not None:
+                    reason = _exit_reason(svc.proc.returncode)
+                    msg = f"{svc.name} {reason} while being prepared: {exc}"
+                    raise ServiceError(msg) from exc
+                raise
         svc.failed = False
         self.write_state()
 
@@ -214,9 +228,9 @@ class Supervisor:
             for svc in self.services:
                 if svc.proc is None or svc.failed or svc.proc.poll() is None:
                     continue
-                code = svc.proc.returncode
-                how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                svc.last_error = f"{_now()} died ({how}); see {self.log_file(svc)}"
+                svc.last_error = (
+                    f"{_now()} {_exit_reason(svc.proc.returncode)}; see {self.log_file(svc)}"
+                )
                 logger.error("%s died: %s", svc.name, svc.last_error)
                 now = time.monotonic()
                 svc.restarts = [t for t in svc.restarts if now - t < RESTART_WINDOW_S]

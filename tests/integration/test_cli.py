@@ -136,3 +136,22 @@ def test_foreground_up_stops_everything_on_ctrl_c(env: dict[str, str]) -> None:
     assert proc.returncode == 0, err
     assert "stopped" in err
     assert not [p for p in pids if pid_alive(p)]
+
+
+def test_ctrl_c_while_starting_stops_what_was_started(env: dict[str, str]) -> None:
+    """An external Kafka that never answers keeps the start waiting; Ctrl-C then must not leave
+    the database that was already started running, and status must say it was never ready."""
+    env = env | {"ASBUILT_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}  # nobody listens there
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asbuilt.cli", "up"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    db_port = int(env["ASBUILT_DB_PORT"])
+    assert _wait(lambda: port_in_use("127.0.0.1", db_port), timeout=60)
+    status = run(env, "status", "--json")
+    assert status.returncode == 1
+    assert json.loads(status.stdout)["ready"] is False
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted while starting" in err
+    assert not port_in_use("127.0.0.1", db_port)
