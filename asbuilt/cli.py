@@ -13,13 +13,14 @@ import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import psycopg
 import typer
 
+from asbuilt import db, migrations
 from asbuilt import doctor as doctor_checks
-from asbuilt import migrations
 from asbuilt.errors import AsbuiltError
 from asbuilt.services import stack
 from asbuilt.services.postgres import EmbeddedPostgres
@@ -42,15 +43,6 @@ app = typer.Typer(
 logger = logging.getLogger("asbuilt")
 
 DETACH_TIMEOUT_S = 180.0
-RAW_TABLES = (
-    "equipment_states",
-    "counter_samples",
-    "process_values",
-    "alarms",
-    "batch_events",
-    "material_movements",
-    "dead_letters",
-)
 
 
 def _settings() -> Settings:
@@ -88,7 +80,9 @@ def up(
             leftovers = stop_leftovers(settings)
             if leftovers:
                 _say(f"stopped services left by a supervisor that died: {', '.join(leftovers)}")
-            supervisor = Supervisor(settings, stack.build(settings))
+            supervisor = Supervisor(
+                settings, stack.build(settings), periodic=stack.housekeeping(settings)
+            )
             # While starting, Ctrl-C or SIGTERM interrupts the start (which stops what it began).
             signal.signal(signal.SIGTERM, signal.default_int_handler)
             _say(f"starting the stack (state in {settings.home_dir})")
@@ -195,15 +189,25 @@ def _live_health(settings: Settings, name: str) -> tuple[bool, str]:
     return True, ""
 
 
+def _rss_mib(pid: int) -> float | None:
+    """Resident memory of a process (the embedded broker's grows with its in-memory log)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
 def _status(settings: Settings) -> dict[str, Any]:
     state = read_state(settings)
     running = bool(state) and pid_alive(int(state.get("supervisor_pid", 0))) if state else False
     services = []
     for svc in state.get("services", []) if state and running else []:
         healthy, error = _live_health(settings, svc["name"])
-        services.append(
-            svc | {"healthy": healthy, "last_error": error or svc.get("last_error", "")}
-        )
+        extra = {"healthy": healthy, "last_error": error or svc.get("last_error", "")}
+        if svc.get("pid"):
+            extra["rss_mib"] = _rss_mib(int(svc["pid"]))
+        services.append(svc | extra)
     return {
         "home": str(settings.home_dir),
         "running": running,
@@ -293,12 +297,12 @@ def retention(
     if keep_days is None:
         _say("no retention configured (ASBUILT_RETENTION_DAYS unset): everything is kept")
         return
-    from asbuilt import db
-
-    with psycopg.connect(stack.database_dsn(settings), autocommit=True) as conn:
-        for table in RAW_TABLES:
-            dropped = db.apply_retention(conn, table, timedelta(days=keep_days))
-            _say(f"{table}: {len(dropped)} chunk(s) dropped")
+    try:
+        dropped = db.retain(stack.database_dsn(settings), timedelta(days=keep_days))
+    except (AsbuiltError, psycopg.OperationalError) as exc:
+        raise _fail(exc) from None
+    for table, chunks in dropped.items():
+        _say(f"{table}: {len(chunks)} chunk(s) dropped")
 
 
 def main() -> None:

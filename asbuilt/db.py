@@ -20,6 +20,16 @@ logger = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[Any]
 
+RAW_TABLES = (
+    "equipment_states",
+    "counter_samples",
+    "process_values",
+    "alarms",
+    "batch_events",
+    "material_movements",
+    "dead_letters",
+)
+
 
 def pool(dsn: str, min_size: int = 1, max_size: int = 4, name: str = "asbuilt") -> ConnectionPool:
     """A connection pool; open it with ``with pool(...) as p`` or ``p.open()``."""
@@ -106,7 +116,7 @@ def apply_retention(conn: Conn, table: str, keep: timedelta) -> list[str]:
 
     Where the license allows policies, a retention policy is registered and the database runs
     it; under the Apache license (no job scheduler for policies) old chunks are dropped here,
-    and the caller runs this periodically (the supervisor does, hourly).
+    and the caller runs this periodically (the supervisor does, hourly, see :func:`retain`).
     """
     if license(conn) == "timescale":
         conn.execute(
@@ -121,3 +131,9 @@ def apply_retention(conn: Conn, table: str, keep: timedelta) -> list[str]:
     if dropped:
         logger.info("retention: dropped %d chunk(s) of %s older than %s", len(dropped), table, keep)
     return dropped
+
+
+def retain(dsn: str, keep: timedelta, tables: Sequence[str] = RAW_TABLES) -> dict[str, list[str]]:
+    """Apply the retention period to every raw table; return the chunks dropped per table."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return {table: apply_retention(conn, table, keep) for table in tables}

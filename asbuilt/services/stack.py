@@ -11,14 +11,15 @@ import re
 import signal
 import socket
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 
-from asbuilt import kafka, migrations, topics
+from asbuilt import db, kafka, migrations, topics
 from asbuilt.services.broker import EmbeddedBroker
 from asbuilt.services.postgres import EmbeddedPostgres
-from asbuilt.services.supervisor import Managed
+from asbuilt.services.supervisor import Managed, Periodic
 from asbuilt.settings import Settings
 
 
@@ -88,6 +89,14 @@ def prepare_broker(bootstrap: str, topic_prefix: str = "") -> dict[str, str]:
 def build(settings: Settings) -> list[Managed]:
     """The services of the stack, in start order."""
     return [_database(settings), _broker(settings)]
+
+
+def housekeeping(settings: Settings) -> list[Periodic]:
+    """Periodic jobs: retention by dropping old chunks (the Apache license has no policies)."""
+    if settings.retention_days is None:
+        return []
+    keep = timedelta(days=settings.retention_days)
+    return [Periodic("retention", 3600.0, lambda: db.retain(database_dsn(settings), keep))]
 
 
 def _database(settings: Settings) -> Managed:

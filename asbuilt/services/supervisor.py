@@ -123,10 +123,26 @@ class Managed:
     failed: bool = False
 
 
+@dataclass
+class Periodic:
+    """Housekeeping the supervisor runs every ``every_s`` while the stack is up (retention)."""
+
+    name: str
+    every_s: float
+    run: Callable[[], object]
+    due: float = 0.0  # monotonic time of the next run; 0 = at the first tick
+
+
 class Supervisor:
-    def __init__(self, settings: Settings, services: list[Managed]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        services: list[Managed],
+        periodic: list[Periodic] | None = None,
+    ) -> None:
         self.settings = settings
         self.services = services
+        self.periodic = periodic or []
         self.ready = False
         self._lock = threading.Lock()
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +241,7 @@ class Supervisor:
     def watch(self, stop: threading.Event, interval_s: float = 1.0) -> None:
         """Until ``stop`` is set: restart a service that died, report one that keeps dying."""
         while not stop.wait(interval_s):
+            self._housekeeping()
             for svc in self.services:
                 if svc.proc is None or svc.failed or svc.proc.poll() is None:
                     continue
@@ -253,6 +270,19 @@ class Supervisor:
                     svc.last_error = str(exc)
                     logger.error("restarting %s failed: %s", svc.name, exc)
                 self.write_state()
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        for job in self.periodic:
+            if now < job.due:
+                continue
+            job.due = now + job.every_s
+            try:
+                job.run()
+            except Exception:
+                logger.exception(
+                    "housekeeping %s failed; retrying in %.0f s", job.name, job.every_s
+                )
 
     # -- stop --------------------------------------------------------------------------------
 
