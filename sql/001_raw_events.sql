@@ -117,7 +117,9 @@ CREATE TABLE dead_letters (
     event_id     uuid        NOT NULL,             -- deterministic from origin and payload
     origin       text        NOT NULL,             -- topic[partition]@offset, OPC UA node id, ...
     reason       text        NOT NULL,
-    payload      text        NOT NULL,
+    payload      text        NOT NULL,             -- raw bytes as UTF-8, \xNN where not UTF-8
+    payload_size integer     NOT NULL CHECK (payload_size >= 0),  -- raw size in bytes
+    payload_truncated boolean NOT NULL DEFAULT false,  -- payload cut at 64 KiB
     PRIMARY KEY (received_ts, event_id)
 );
 SELECT create_hypertable('dead_letters', by_range('received_ts', INTERVAL '7 days'));
