@@ -30,6 +30,7 @@ CREATE TABLE equipment_states (
     blocked      boolean     NOT NULL DEFAULT false,
     starved      boolean     NOT NULL DEFAULT false,
     ingest_ts    timestamptz NOT NULL,
+    schema_version smallint  NOT NULL,             -- contract version that wrote it
     PRIMARY KEY (asset, ts, event_id)
 );
 SELECT create_hypertable('equipment_states', by_range('ts', INTERVAL '1 day'));
@@ -43,6 +44,7 @@ CREATE TABLE counter_samples (
     resettable   boolean     NOT NULL,
     rollover     bigint      CHECK (rollover > 0), -- wrap-around limit, when known
     ingest_ts    timestamptz NOT NULL,
+    schema_version smallint  NOT NULL,             -- contract version that wrote it
     PRIMARY KEY (asset, ts, event_id)
 );
 SELECT create_hypertable('counter_samples', by_range('ts', INTERVAL '1 day'));
@@ -57,6 +59,7 @@ CREATE TABLE process_values (
     quality      text        NOT NULL CHECK (quality IN ('good', 'uncertain', 'bad')),
     status_code  bigint      NOT NULL,             -- raw OPC UA StatusCode (uint32)
     ingest_ts    timestamptz NOT NULL,
+    schema_version smallint  NOT NULL,             -- contract version that wrote it
     PRIMARY KEY (asset, ts, event_id)
 );
 SELECT create_hypertable('process_values', by_range('ts', INTERVAL '1 day'));
@@ -71,6 +74,7 @@ CREATE TABLE alarms (
     active       boolean     NOT NULL,
     acked        boolean     NOT NULL,
     ingest_ts    timestamptz NOT NULL,
+    schema_version smallint  NOT NULL,             -- contract version that wrote it
     PRIMARY KEY (asset, ts, event_id)
 );
 SELECT create_hypertable('alarms', by_range('ts', INTERVAL '7 days'));
@@ -89,6 +93,7 @@ CREATE TABLE batch_events (
     transition     text        NOT NULL,           -- started, held, restarted, completed, ...
     parameters     jsonb,                          -- phase parameters as reported
     ingest_ts      timestamptz NOT NULL,
+    schema_version smallint    NOT NULL,
     PRIMARY KEY (asset, ts, event_id)
 );
 SELECT create_hypertable('batch_events', by_range('ts', INTERVAL '7 days'));
@@ -105,6 +110,7 @@ CREATE TABLE material_movements (
     unit         text        NOT NULL,
     batch_id     text,
     ingest_ts    timestamptz NOT NULL,
+    schema_version smallint  NOT NULL,             -- contract version that wrote it
     PRIMARY KEY (asset, ts, event_id)
 );
 SELECT create_hypertable('material_movements', by_range('ts', INTERVAL '7 days'));
@@ -120,6 +126,7 @@ CREATE TABLE dead_letters (
     payload      text        NOT NULL,             -- raw bytes as UTF-8, \xNN where not UTF-8
     payload_size integer     NOT NULL CHECK (payload_size >= 0),  -- raw size in bytes
     payload_truncated boolean NOT NULL DEFAULT false,  -- payload cut at 64 KiB
+    schema_version smallint  NOT NULL,
     PRIMARY KEY (received_ts, event_id)
 );
 SELECT create_hypertable('dead_letters', by_range('received_ts', INTERVAL '7 days'));
