@@ -9,13 +9,16 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from asbuilt import migrations
 from asbuilt.services.supervisor import pid_alive, port_in_use
-from tests.conftest import free_port
+from tests.conftest import Stack, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +158,35 @@ def test_ctrl_c_while_starting_stops_what_was_started(env: dict[str, str]) -> No
     assert proc.returncode == 130, err
     assert "interrupted while starting" in err
     assert not port_in_use("127.0.0.1", db_port)
+
+
+def test_existing_services_are_used_not_started(env: dict[str, str], local_stack: Stack) -> None:
+    """ASBUILT_DB_DSN and ASBUILT_KAFKA_BOOTSTRAP: nothing is installed or run, both are only
+    checked, the schema is migrated into that database, and no password is shown."""
+    name = f"ext_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(local_stack.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = local_stack.dsn(name)
+    env = env | {"ASBUILT_DB_DSN": dsn, "ASBUILT_KAFKA_BOOTSTRAP": local_stack.bootstrap}
+    try:
+        up = run(env, "up", "--detach")
+        assert up.returncode == 0, up.stderr
+        status = run(env, "status", "--json")
+        report = json.loads(status.stdout)
+        services = {s["name"]: s for s in report["services"]}
+        assert services["timescaledb"]["pid"] is None
+        assert services["broker"]["pid"] is None
+        assert services["timescaledb"]["note"] == "external (ASBUILT_DB_DSN)"
+        assert services["broker"]["address"] == local_stack.bootstrap
+        password = dsn.split(":")[2].split("@")[0]
+        assert password not in status.stdout
+        assert password not in up.stdout + up.stderr
+        assert not port_in_use("127.0.0.1", int(env["ASBUILT_DB_PORT"]))
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute(
+                "SELECT count(*) FROM asbuilt_meta.schema_migrations"
+            ).fetchone() == (len(migrations.discover()[0]),)
+        assert run(env, "down").returncode == 0
+    finally:
+        with psycopg.connect(local_stack.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
