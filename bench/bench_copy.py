@@ -18,7 +18,17 @@ import psycopg
 from asbuilt import db
 from bench.harness import Context, Figure
 
-COLUMNS = ("ts", "asset", "event_id", "counter", "value", "resettable", "rollover", "ingest_ts")
+COLUMNS = (
+    "ts",
+    "asset",
+    "event_id",
+    "counter",
+    "value",
+    "resettable",
+    "rollover",
+    "ingest_ts",
+    "schema_version",
+)
 KEY = ("asset", "ts", "event_id")
 BATCH = 10_000
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
@@ -35,6 +45,7 @@ def _rows(n: int) -> list[tuple[object, ...]]:
             False,
             2**31 - 1,
             T0 + timedelta(milliseconds=100 * i + 40),
+            1,
         )
         for i in range(n)
     ]

@@ -62,10 +62,15 @@ def cluster_os_user() -> str | None:
 
 
 def _reachable_by(user: str, folder: Path) -> bool:
-    """True when ``user`` can create files in ``folder`` (every parent must be traversable)."""
-    probe = subprocess.run(
-        ["test", "-w", str(folder), "-a", "-x", str(folder)], user=user, check=False
-    )
+    """True when ``user`` could reach ``folder``: its nearest existing ancestor is searchable.
+
+    The folders below it do not exist yet; they will be created by us (mode 755) and the last
+    one handed to ``user``.
+    """
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    probe = subprocess.run(["test", "-x", str(existing)], user=user, check=False)
     return probe.returncode == 0
 
 
@@ -91,10 +96,12 @@ class ClusterLocation:
 
 
 def locate_cluster(settings: Settings, os_user: str | None) -> ClusterLocation:
-    """Decide (and create) the cluster folder: under ASBUILT_HOME when the OS user can reach it."""
+    """Where the cluster is, or will be: under ASBUILT_HOME when the OS user can reach it.
+
+    Creates nothing (``asbuilt status`` and ``doctor`` call it); :meth:`initialise` does.
+    """
     preferred = ClusterLocation(settings.home_dir / "pg", "under ASBUILT_HOME")
     if os_user is None:
-        preferred.root.mkdir(parents=True, exist_ok=True)
         return preferred
     tag = hashlib.sha256(str(settings.home_dir).encode()).hexdigest()[:12]
     fallback_root = Path(pwd.getpwnam(os_user).pw_dir) / "asbuilt" / tag
@@ -106,15 +113,7 @@ def locate_cluster(settings: Settings, os_user: str | None) -> ClusterLocation:
     for known in (preferred, fallback):
         if (known.data_dir / "PG_VERSION").exists():
             return known
-    preferred.root.mkdir(parents=True, exist_ok=True)
-    _chown(preferred.root, os_user)
-    if _reachable_by(os_user, preferred.root):
-        return preferred
-    preferred.root.rmdir()
-    fallback_root.mkdir(parents=True, exist_ok=True)
-    for folder in (fallback_root.parent, fallback_root):
-        _chown(folder, os_user)
-    return fallback
+    return preferred if _reachable_by(os_user, preferred.root) else fallback
 
 
 class EmbeddedPostgres:
@@ -145,6 +144,9 @@ class EmbeddedPostgres:
             return
         if data.exists():
             shutil.rmtree(data)  # a half-made cluster from an interrupted initdb
+        self.location.root.mkdir(parents=True, exist_ok=True)
+        if self.os_user is not None:
+            _chown(self.location.root, self.os_user)
         pwfile = self.location.password_file
         pwfile.write_text(secrets.token_urlsafe(24) + "\n")
         pwfile.chmod(0o600)

@@ -12,7 +12,17 @@ from asbuilt import db
 
 pytestmark = pytest.mark.integration
 
-COLUMNS = ("ts", "asset", "event_id", "counter", "value", "resettable", "rollover", "ingest_ts")
+COLUMNS = (
+    "ts",
+    "asset",
+    "event_id",
+    "counter",
+    "value",
+    "resettable",
+    "rollover",
+    "ingest_ts",
+    "schema_version",
+)
 KEY = ("asset", "ts", "event_id")
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
@@ -28,6 +38,7 @@ def _rows(n: int, start: datetime = T0) -> list[tuple[object, ...]]:
             False,
             None,
             start + timedelta(seconds=i, milliseconds=40),
+            1,
         )
         for i in range(n)
     ]
@@ -64,7 +75,7 @@ def test_copy_upsert_with_update_overwrites_the_named_columns(db_dsn: str) -> No
 
 
 def test_copy_upsert_is_all_or_nothing(db_dsn: str) -> None:
-    bad = [*_rows(3), (T0, "a/b", uuid.uuid4(), "processed", -5, False, None, T0)]
+    bad = [*_rows(3), (T0, "a/b", uuid.uuid4(), "processed", -5, False, None, T0, 1)]
     with psycopg.connect(db_dsn) as conn:
         with pytest.raises(psycopg.errors.CheckViolation):
             db.copy_upsert(conn, "counter_samples", COLUMNS, bad, KEY)

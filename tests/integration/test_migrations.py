@@ -134,5 +134,6 @@ def test_database_check_constraints_refuse_what_the_contract_forbids(db_dsn: str
     with psycopg.connect(db_dsn) as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(
             "INSERT INTO counter_samples (ts, asset, event_id, counter, value, resettable, "
-            "ingest_ts) VALUES (now(), 'a/b', gen_random_uuid(), 'processed', -1, false, now())"
+            "ingest_ts, schema_version) "
+            "VALUES (now(), 'a/b', gen_random_uuid(), 'processed', -1, false, now(), 1)"
         )
