@@ -129,7 +129,10 @@ ensure_root() {
     ((EUID == 0)) && return 0
     if command -v sudo >/dev/null 2>&1; then
         log "not root: re-running through sudo"
-        exec sudo -n -- bash "$(readlink -f "${BASH_SOURCE[0]}")" "$@"
+        # Ask for a password only where someone can type it; elsewhere fail at once.
+        local prompt=-n
+        [[ -t 0 ]] && prompt=
+        exec sudo ${prompt:+"$prompt"} -- bash "$(readlink -f "${BASH_SOURCE[0]}")" "$@"
     fi
     die 1 "must run as root (and sudo is not installed); run it as root, or set ASBUILT_DB_DSN to an existing TimescaleDB"
 }

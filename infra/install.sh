@@ -40,5 +40,5 @@ step "syncing the locked Python environment into .venv/" \
 if [ -n "${ASBUILT_DB_DSN:-}" ]; then
   say "ASBUILT_DB_DSN is set: using that TimescaleDB, installing none"
 else
-  step "checking PostgreSQL + TimescaleDB" bash infra/install-timescaledb.sh >/dev/null
+  step "PostgreSQL + TimescaleDB (built once, then only checked)" bash infra/install-timescaledb.sh >/dev/null
 fi
