@@ -26,9 +26,9 @@ from asbuilt.services import stack
 from asbuilt.services.postgres import EmbeddedPostgres
 from asbuilt.services.supervisor import (
     Supervisor,
-    pid_alive,
     pid_file,
     read_state,
+    running_supervisor,
     stop_leftovers,
     stop_process,
     tail,
@@ -151,18 +151,14 @@ def down(
 ) -> None:
     """Stop the stack started by `asbuilt up` (foreground or detached)."""
     settings = _settings()
-    pid_path = settings.run_dir / "supervisor.pid"
-    try:
-        pid = int(pid_path.read_text())
-    except (OSError, ValueError):
-        pid = 0
-    if pid and pid_alive(pid):
+    pid = running_supervisor(settings) or 0
+    if pid:
         _say(f"stopping the supervisor (pid {pid}) and its services…")
         stop_process(pid, signal.SIGTERM, "supervisor", timeout_s=60)
     leftovers = stop_leftovers(settings)
     if leftovers:
         _say(f"stopped services left by a supervisor that died: {', '.join(leftovers)}")
-    if not (pid and pid_alive(pid)) and not leftovers and not pid:
+    if not pid and not leftovers:
         _say("the stack is not running")
     else:
         _say("stopped")
@@ -181,7 +177,7 @@ def _live_health(settings: Settings, name: str) -> tuple[bool, str]:
         elif name == "broker":
             from asbuilt import kafka
 
-            kafka.check_broker(settings.bootstrap, timeout_s=2.0)
+            kafka.check_broker(settings.kafka, timeout_s=2.0)
         else:
             return False, "unknown service"
     except Exception as exc:  # noqa: BLE001 - any failure is the answer
@@ -200,7 +196,7 @@ def _rss_mib(pid: int) -> float | None:
 
 def _status(settings: Settings) -> dict[str, Any]:
     state = read_state(settings)
-    running = bool(state) and pid_alive(int(state.get("supervisor_pid", 0))) if state else False
+    running = state is not None and running_supervisor(settings) is not None
     services = []
     for svc in state.get("services", []) if state and running else []:
         healthy, error = _live_health(settings, svc["name"])
@@ -296,9 +292,9 @@ def retention(
     keep_days = days or settings.retention_days
     if keep_days is None:
         _say("no retention configured (ASBUILT_RETENTION_DAYS unset): everything is kept")
-        return
     try:
-        dropped = db.retain(stack.database_dsn(settings), timedelta(days=keep_days))
+        keep = timedelta(days=keep_days) if keep_days else None
+        dropped = db.retain(stack.database_dsn(settings), keep)
     except (AsbuiltError, psycopg.OperationalError) as exc:
         raise _fail(exc) from None
     for table, chunks in dropped.items():

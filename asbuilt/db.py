@@ -62,7 +62,9 @@ def copy_upsert(
     """Write ``rows`` idempotently; return how many rows were inserted or updated.
 
     ``key`` is the natural key (a unique index that includes the time column). Rows whose key
-    exists are skipped, or, with ``update``, have those columns overwritten (a correction).
+    exists are skipped, or, with ``update``, have those columns overwritten (a correction); with
+    ``update``, of several rows sharing a key in one batch (an at-least-once redelivery) the last
+    one wins.
     Atomic: all rows or none (a savepoint inside a transaction the caller keeps open, which
     the caller then commits).
     """
@@ -76,6 +78,9 @@ def copy_upsert(
         )
     else:
         action = sql.SQL("DO NOTHING")
+    if update:  # ON CONFLICT DO UPDATE refuses to touch one row twice in a statement
+        positions = [list(columns).index(k) for k in key]
+        rows = list({tuple(row[p] for p in positions): row for row in rows}.values())
     with conn.transaction():
         oids = column_oids(conn, table, columns)
         conn.execute(
@@ -111,18 +116,21 @@ def license(conn: Conn) -> str:
     return str(row[0]) if row and row[0] else "apache"
 
 
-def apply_retention(conn: Conn, table: str, keep: timedelta) -> list[str]:
-    """Keep ``keep`` of ``table``'s history; return the chunks dropped now.
+def apply_retention(conn: Conn, table: str, keep: timedelta | None) -> list[str]:
+    """Keep ``keep`` of ``table``'s history (None: keep everything); return the chunks dropped.
 
-    Where the license allows policies, a retention policy is registered and the database runs
-    it; under the Apache license (no job scheduler for policies) old chunks are dropped here,
-    and the caller runs this periodically (the supervisor does, hourly, see :func:`retain`).
+    Where the license allows policies, the table's retention policy is replaced by one for
+    ``keep`` (or removed when ``keep`` is None) and the database runs it; under the Apache
+    license (no job scheduler for policies) old chunks are dropped here, and the caller runs
+    this periodically (the supervisor does, hourly, see :func:`retain`).
     """
     if license(conn) == "timescale":
-        conn.execute(
-            "SELECT add_retention_policy(%s, drop_after => %s, if_not_exists => true)",
-            (table, keep),
-        )
+        with conn.transaction():
+            conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (table,))
+            if keep is not None:
+                conn.execute("SELECT add_retention_policy(%s, drop_after => %s)", (table, keep))
+        return []
+    if keep is None:
         return []
     rows = conn.execute(
         "SELECT drop_chunks(%s::regclass, older_than => now() - %s::interval)", (table, keep)
@@ -133,7 +141,9 @@ def apply_retention(conn: Conn, table: str, keep: timedelta) -> list[str]:
     return dropped
 
 
-def retain(dsn: str, keep: timedelta, tables: Sequence[str] = RAW_TABLES) -> dict[str, list[str]]:
+def retain(
+    dsn: str, keep: timedelta | None, tables: Sequence[str] = RAW_TABLES
+) -> dict[str, list[str]]:
     """Apply the retention period to every raw table; return the chunks dropped per table."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         return {table: apply_retention(conn, table, keep) for table in tables}

@@ -16,7 +16,7 @@ from asbuilt.errors import AsbuiltError
 from asbuilt.services import stack
 from asbuilt.services.broker import tansu_binary
 from asbuilt.services.postgres import cluster_os_user, find_bindir, locate_cluster
-from asbuilt.services.supervisor import listener_of, pid_alive, port_in_use, read_state
+from asbuilt.services.supervisor import listener_of, port_in_use, running_supervisor
 from asbuilt.settings import Settings
 
 REQUIRED_MODULES = (
@@ -120,15 +120,14 @@ def check_broker(settings: Settings) -> Check:
         bootstrap = settings.kafka_bootstrap
         return _guard(
             "kafka (external)",
-            lambda: f"{bootstrap}: {kafka.check_broker(bootstrap)} broker(s)",
+            lambda: f"{bootstrap}: {kafka.check_broker(settings.kafka)} broker(s)",
             "check ASBUILT_KAFKA_BOOTSTRAP and the cluster",
         )
     return _guard("broker binary", lambda: str(tansu_binary()), "`make install`")
 
 
 def check_ports(settings: Settings) -> Iterator[Check]:
-    state = read_state(settings)
-    ours = bool(state) and pid_alive(int(state.get("supervisor_pid", 0))) if state else False
+    ours = running_supervisor(settings) is not None
     ports = {"ASBUILT_DASHBOARD_PORT": settings.dashboard_port}
     if settings.embedded_db:
         ports["ASBUILT_DB_PORT"] = settings.db_port

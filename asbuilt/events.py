@@ -581,17 +581,27 @@ def _too_new(version: int) -> str:
     )
 
 
-def decode(data: bytes | None, origin: str) -> Event | DeadLetter:
+def decode(
+    data: bytes | None, origin: str, received_ts: datetime | None = None
+) -> Event | DeadLetter:
     """Decode and validate one message; never raises.
 
     Anything that is not a valid event of a supported version becomes a :class:`DeadLetter`
     whose ``reason`` says what is wrong (msgspec's message names the field, e.g. ``$.ts``) and
     whose ``origin`` is ``origin`` (e.g. ``"asbuilt.v1.states[0]@1234"``).
+
+    Pass the message's own timestamp (e.g. the Kafka record timestamp) as ``received_ts``: the
+    dead letter's key includes it, so a redelivered bad message is then stored once.
     """
     raw = b"" if data is None else data
     try:
         if not raw:
-            return new_dead_letter(reason="empty message (no bytes)", origin=origin, payload=raw)
+            return new_dead_letter(
+                reason="empty message (no bytes)",
+                origin=origin,
+                payload=raw,
+                received_ts=received_ts,
+            )
         try:
             event = _DECODER.decode(raw)
         except msgspec.ValidationError as exc:
@@ -601,17 +611,31 @@ def decode(data: bytes | None, origin: str) -> Event | DeadLetter:
                 if version is not None
                 else f"does not match the event contract: {exc}"
             )
-            return new_dead_letter(reason=reason, origin=origin, payload=raw)
+            return new_dead_letter(
+                reason=reason, origin=origin, payload=raw, received_ts=received_ts
+            )
         except msgspec.DecodeError as exc:
-            return new_dead_letter(reason=f"invalid JSON: {exc}", origin=origin, payload=raw)
+            return new_dead_letter(
+                reason=f"invalid JSON: {exc}", origin=origin, payload=raw, received_ts=received_ts
+            )
         except UnicodeError as exc:
-            return new_dead_letter(reason=f"not valid UTF-8: {exc}", origin=origin, payload=raw)
+            return new_dead_letter(
+                reason=f"not valid UTF-8: {exc}",
+                origin=origin,
+                payload=raw,
+                received_ts=received_ts,
+            )
         except RecursionError as exc:
             reason = f"invalid JSON: nested too deeply ({exc})"
-            return new_dead_letter(reason=reason, origin=origin, payload=raw)
+            return new_dead_letter(
+                reason=reason, origin=origin, payload=raw, received_ts=received_ts
+            )
         if event.schema_version > SCHEMA_VERSION:
             return new_dead_letter(
-                reason=_too_new(event.schema_version), origin=origin, payload=raw
+                reason=_too_new(event.schema_version),
+                origin=origin,
+                payload=raw,
+                received_ts=received_ts,
             )
         return event
     except Exception as exc:  # noqa: BLE001 - "never raises": the last line of defence
@@ -619,6 +643,7 @@ def decode(data: bytes | None, origin: str) -> Event | DeadLetter:
             reason=f"unexpected decoder failure {type(exc).__name__}: {exc}",
             origin=origin,
             payload=raw,
+            received_ts=received_ts,
         )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -23,12 +23,24 @@ from asbuilt.errors import ServiceError
 logger = logging.getLogger(__name__)
 
 EPOCH_TOPIC = "asbuilt.log_epoch"
+# Kept forever: were the first record to expire, the next reader would start a "new" epoch.
+EPOCH_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+Connection = str | Mapping[str, Any]
+"""Bootstrap servers, or librdkafka connection properties (``Settings.kafka``: security too)."""
 
 
-def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+def connection(conn: Connection) -> dict[str, Any]:
+    return {"bootstrap.servers": conn} if isinstance(conn, str) else dict(conn)
+
+
+def _where(conn: Connection) -> str:
+    return str(connection(conn)["bootstrap.servers"])
+
+
+def producer_config(conn: Connection, **overrides: Any) -> dict[str, Any]:
     """Idempotent producer, acknowledged by all in-sync replicas: no loss, no duplicates."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
+    config: dict[str, Any] = connection(conn) | {
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": 5,
@@ -38,14 +50,13 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def consumer_config(bootstrap: str, group_id: str, **overrides: Any) -> dict[str, Any]:
+def consumer_config(conn: Connection, group_id: str, **overrides: Any) -> dict[str, Any]:
     """Manual commits after processing; short session timeout and fetch wait for low latency.
 
     The embedded broker delays a group's first assignment by half the session timeout, so a
     small ``session.timeout.ms`` keeps start-up quick there and is harmless on Kafka.
     """
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
+    config: dict[str, Any] = connection(conn) | {
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -57,11 +68,11 @@ def consumer_config(bootstrap: str, group_id: str, **overrides: Any) -> dict[str
     return config
 
 
-def check_broker(bootstrap: str, timeout_s: float = 5.0) -> int:
+def check_broker(conn: Connection, timeout_s: float = 5.0) -> int:
     """Raise ServiceError unless the cluster answers a metadata request; return its broker count."""
     admin = AdminClient(
-        {
-            "bootstrap.servers": bootstrap,
+        connection(conn)
+        | {
             "socket.timeout.ms": int(timeout_s * 1000),
             "log_level": 0,  # a refused connection is the answer here, not log noise
         }
@@ -69,18 +80,29 @@ def check_broker(bootstrap: str, timeout_s: float = 5.0) -> int:
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
-        msg = f"Kafka at {bootstrap} did not answer within {timeout_s:.0f} s: {exc}"
+        msg = f"Kafka at {_where(conn)} did not answer within {timeout_s:.0f} s: {exc}"
         raise ServiceError(msg) from exc
     return len(metadata.brokers)
 
 
 def ensure_topics(
-    bootstrap: str, topics: Iterable[str], partitions: int = 1, timeout_s: float = 10.0
+    conn: Connection,
+    topics: Iterable[str],
+    partitions: int = 1,
+    replication: int = -1,
+    config: Mapping[str, str] | None = None,
+    timeout_s: float = 10.0,
 ) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    """Create the topics that do not exist yet (idempotent); existing ones are left as they are."""
+    admin = AdminClient(connection(conn))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
-    missing = [NewTopic(t, num_partitions=partitions) for t in topics if t not in existing]
+    missing = [
+        NewTopic(
+            t, num_partitions=partitions, replication_factor=replication, config=dict(config or {})
+        )
+        for t in topics
+        if t not in existing
+    ]
     if not missing:
         return
     for topic, future in admin.create_topics(missing, operation_timeout=timeout_s).items():
@@ -88,14 +110,14 @@ def ensure_topics(
             future.result(timeout=timeout_s)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                msg = f"cannot create topic {topic} on {bootstrap}: {exc}"
+                msg = f"cannot create topic {topic} on {_where(conn)}: {exc}"
                 raise ServiceError(msg) from exc
         logger.info("created topic=%s partitions=%d", topic, partitions)
 
 
-def _read_epoch(bootstrap: str, topic: str, timeout_s: float) -> str | None:
+def _read_epoch(conn: Connection, topic: str, timeout_s: float) -> str | None:
     consumer = Consumer(
-        consumer_config(bootstrap, group_id=f"asbuilt-epoch-{uuid.uuid4().hex}")
+        consumer_config(conn, group_id=f"asbuilt-epoch-{uuid.uuid4().hex}")
         | {"enable.partition.eof": True}
     )
     try:
@@ -116,21 +138,21 @@ def _read_epoch(bootstrap: str, topic: str, timeout_s: float) -> str | None:
         consumer.close()
 
 
-def log_epoch(bootstrap: str, topic: str = EPOCH_TOPIC, timeout_s: float = 5.0) -> str:
+def log_epoch(conn: Connection, topic: str = EPOCH_TOPIC, timeout_s: float = 5.0) -> str:
     """The id of the broker's current log; written by the first caller on a new log."""
-    ensure_topics(bootstrap, [topic])
-    epoch = _read_epoch(bootstrap, topic, timeout_s)
+    ensure_topics(conn, [topic], partitions=1, config=EPOCH_TOPIC_CONFIG)
+    epoch = _read_epoch(conn, topic, timeout_s)
     if epoch is not None:
         return epoch
-    producer = Producer(producer_config(bootstrap))
+    producer = Producer(producer_config(conn))
     producer.produce(topic, uuid.uuid4().hex.encode(), key=b"epoch")
     if producer.flush(timeout_s) != 0:
-        msg = f"could not write the log epoch to {topic} on {bootstrap}"
+        msg = f"could not write the log epoch to {topic} on {_where(conn)}"
         raise ServiceError(msg)
     # Read back rather than trust our write: a concurrent first caller may have won offset 0.
-    epoch = _read_epoch(bootstrap, topic, timeout_s)
+    epoch = _read_epoch(conn, topic, timeout_s)
     if epoch is None:
-        msg = f"wrote the log epoch to {topic} on {bootstrap} but cannot read it back"
+        msg = f"wrote the log epoch to {topic} on {_where(conn)} but cannot read it back"
         raise ServiceError(msg)
-    logger.info("new broker log: epoch=%s bootstrap=%s", epoch, bootstrap)
+    logger.info("new broker log: epoch=%s bootstrap=%s", epoch, _where(conn))
     return epoch

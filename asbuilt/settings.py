@@ -7,8 +7,9 @@ Build one :class:`Settings` in the entry point and pass it down; library code ne
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +21,11 @@ class Settings(BaseSettings):
     - ``ASBUILT_DB_PORT``: port of the embedded PostgreSQL/TimescaleDB cluster.
     - ``ASBUILT_DB_NAME``: database the embedded cluster serves.
     - ``ASBUILT_KAFKA_BOOTSTRAP``: an existing Kafka/Redpanda cluster; when set, no broker is run.
+    - ``ASBUILT_KAFKA_PARTITIONS``: partitions of each asbuilt topic when asbuilt creates it.
+    - ``ASBUILT_KAFKA_REPLICATION``: replication factor of created topics (-1: broker default).
+    - ``ASBUILT_KAFKA_SECURITY_PROTOCOL``, ``ASBUILT_KAFKA_SASL_MECHANISM``,
+      ``ASBUILT_KAFKA_SASL_USERNAME``, ``ASBUILT_KAFKA_SASL_PASSWORD``,
+      ``ASBUILT_KAFKA_SSL_CA_LOCATION``: how to reach a secured cluster (librdkafka names).
     - ``ASBUILT_BROKER_PORT``: port of the embedded Kafka-protocol broker (Tansu).
     - ``ASBUILT_BIND_HOST``: address every embedded service binds (loopback by default).
     - ``ASBUILT_DASHBOARD_PORT``: port of the Streamlit dashboards.
@@ -34,11 +40,23 @@ class Settings(BaseSettings):
     db_port: int = Field(default=55432, ge=1, le=65535)
     db_name: str = "asbuilt"
     kafka_bootstrap: str | None = None
+    kafka_partitions: int = Field(default=6, ge=1)
+    kafka_replication: int = Field(default=-1, ge=-1)
+    kafka_security_protocol: Literal["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"] = "plaintext"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: Path | None = None
     broker_port: int = Field(default=59092, ge=1, le=65535)
     bind_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
     retention_days: int | None = Field(default=None, ge=1)
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @property
     def home_dir(self) -> Path:
@@ -62,6 +80,22 @@ class Settings(BaseSettings):
     def embedded_broker(self) -> bool:
         """True when asbuilt runs its own broker (no ``ASBUILT_KAFKA_BOOTSTRAP``)."""
         return self.kafka_bootstrap is None
+
+    @property
+    def kafka(self) -> dict[str, Any]:
+        """librdkafka connection properties: bootstrap servers and, if configured, security."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        if self.kafka_security_protocol != "plaintext":
+            config["security.protocol"] = self.kafka_security_protocol
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            config["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password is not None:
+            config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_ca_location is not None:
+            config["ssl.ca.location"] = str(self.kafka_ssl_ca_location)
+        return config
 
     @property
     def bootstrap(self) -> str:

@@ -80,10 +80,15 @@ def prepare_database(dsn: str) -> dict[str, str]:
     }
 
 
-def prepare_broker(bootstrap: str, topic_prefix: str = "") -> dict[str, str]:
+def prepare_broker(settings: Settings) -> dict[str, str]:
     """Create the contract's topics and read (or start) the log epoch."""
-    kafka.ensure_topics(bootstrap, [topic_prefix + t for t in topics.ALL_TOPICS])
-    return {"log_epoch": kafka.log_epoch(bootstrap)}
+    kafka.ensure_topics(
+        settings.kafka,
+        topics.ALL_TOPICS,
+        partitions=settings.kafka_partitions,
+        replication=settings.kafka_replication,
+    )
+    return {"log_epoch": kafka.log_epoch(settings.kafka)}
 
 
 def build(settings: Settings) -> list[Managed]:
@@ -133,12 +138,12 @@ def _database(settings: Settings) -> Managed:
 
 def _broker(settings: Settings) -> Managed:
     bootstrap = settings.bootstrap
-    ready: Callable[[], dict[str, str]] = lambda: prepare_broker(bootstrap)  # noqa: E731
+    ready: Callable[[], dict[str, str]] = lambda: prepare_broker(settings)  # noqa: E731
     if settings.kafka_bootstrap is not None:
         return Managed(
             name="broker",
             address=bootstrap,
-            health=lambda: kafka.check_broker(bootstrap),
+            health=lambda: kafka.check_broker(settings.kafka),
             ready=ready,
             note="external (ASBUILT_KAFKA_BOOTSTRAP)",
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -34,6 +35,8 @@ HEALTH_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 MAX_RESTARTS = 5  # within RESTART_WINDOW_S; after that the service is reported as failed
 RESTART_WINDOW_S = 300.0
+HEALTH_INTERVAL_S = 10.0  # how often a running stack checks every service's health
+UNHEALTHY_LIMIT = 3  # failed checks in a row before a hung service is restarted
 _PR_SET_PDEATHSIG = 1
 
 
@@ -116,11 +119,13 @@ class Managed:
     prepare: Callable[[], None] | None = None  # before each start (e.g. initdb)
     ready: Callable[[], dict[str, str]] | None = None  # after healthy (migrate, epoch, ...)
     note: str = ""
+    depends_on: tuple[str, ...] = ()  # restarted when one of these is (e.g. a new broker log)
     proc: subprocess.Popen[bytes] | None = None
     info: dict[str, str] = field(default_factory=dict)
     restarts: list[float] = field(default_factory=list)
     last_error: str = ""
     failed: bool = False
+    unhealthy: int = 0  # consecutive failed health checks
 
 
 @dataclass
@@ -159,6 +164,8 @@ class Supervisor:
 
     def start_all(self, progress: Callable[[str], None] = logger.info) -> None:
         """Start every service in order; on any failure stop what was started and raise."""
+        for svc in self.services:  # every port first: fail before starting anything
+            self._check_port(svc)
         try:
             for svc in self.services:
                 began = time.monotonic()
@@ -173,15 +180,22 @@ class Supervisor:
         self.ready = True
         self.write_state()
 
+    def _check_port(self, svc: Managed) -> None:
+        if (
+            svc.argv is not None
+            and svc.port is not None
+            and port_in_use(self.settings.bind_host, svc.port)
+        ):
+            msg = (
+                f"{svc.name}: port {svc.port} on {self.settings.bind_host} is already in use "
+                f"by {listener_of(svc.port)}. Stop that process, or choose another port "
+                f"(see `asbuilt doctor` for the ASBUILT_*_PORT settings)."
+            )
+            raise ServiceError(msg)
+
     def _start(self, svc: Managed) -> None:
         if svc.argv is not None:
-            if svc.port is not None and port_in_use(self.settings.bind_host, svc.port):
-                msg = (
-                    f"{svc.name}: port {svc.port} on {self.settings.bind_host} is already in use "
-                    f"by {listener_of(svc.port)}. Stop that process, or choose another port "
-                    f"(see `asbuilt doctor` for the ASBUILT_*_PORT settings)."
-                )
-                raise ServiceError(msg)
+            self._check_port(svc)
             if svc.prepare is not None:
                 svc.prepare()
             log = self.log_file(svc)
@@ -239,37 +253,72 @@ class Supervisor:
     # -- watch -------------------------------------------------------------------------------
 
     def watch(self, stop: threading.Event, interval_s: float = 1.0) -> None:
-        """Until ``stop`` is set: restart a service that died, report one that keeps dying."""
+        """Until ``stop`` is set: restart a service that died or hangs (fails its health check
+        ``UNHEALTHY_LIMIT`` times in a row), restart the services that depend on a restarted one,
+        report one that keeps dying, and report an external service that is unhealthy."""
+        last_health = time.monotonic()
         while not stop.wait(interval_s):
             self._housekeeping()
+            check_health = time.monotonic() - last_health >= HEALTH_INTERVAL_S
+            if check_health:
+                last_health = time.monotonic()
             for svc in self.services:
-                if svc.proc is None or svc.failed or svc.proc.poll() is None:
+                if svc.failed:
                     continue
-                svc.last_error = (
-                    f"{_now()} {_exit_reason(svc.proc.returncode)}; see {self.log_file(svc)}"
-                )
-                logger.error("%s died: %s", svc.name, svc.last_error)
-                now = time.monotonic()
-                svc.restarts = [t for t in svc.restarts if now - t < RESTART_WINDOW_S]
-                if len(svc.restarts) >= MAX_RESTARTS:
-                    svc.failed = True
-                    logger.error(
-                        "%s died %d times in %.0f s; not restarting it (see %s)",
-                        svc.name,
-                        MAX_RESTARTS,
-                        RESTART_WINDOW_S,
-                        self.log_file(svc),
-                    )
-                    self.write_state()
+                reason = self._trouble(svc, check_health)
+                if reason is None:
                     continue
-                svc.restarts.append(now)
-                try:
-                    self._start(svc)
-                    logger.warning("%s restarted (restart %d)", svc.name, len(svc.restarts))
-                except ServiceError as exc:
-                    svc.last_error = str(exc)
-                    logger.error("restarting %s failed: %s", svc.name, exc)
+                svc.last_error = f"{_now()} {reason}"
+                logger.error("%s: %s", svc.name, svc.last_error)
+                if svc.argv is not None:
+                    self._restart(svc)
+                    for dependent in self.services:
+                        if svc.name in dependent.depends_on and not dependent.failed:
+                            logger.warning(
+                                "restarting %s: %s was restarted", dependent.name, svc.name
+                            )
+                            self._restart(dependent)
                 self.write_state()
+
+    def _trouble(self, svc: Managed, check_health: bool) -> str | None:
+        """Why ``svc`` needs attention now, or None."""
+        if svc.proc is not None and svc.proc.poll() is not None:
+            return f"{_exit_reason(svc.proc.returncode)}; see {self.log_file(svc)}"
+        if not check_health:
+            return None
+        try:
+            svc.health()
+        except Exception as exc:  # noqa: BLE001 - any failure counts
+            svc.unhealthy += 1
+            if svc.unhealthy >= UNHEALTHY_LIMIT or svc.argv is None:
+                svc.unhealthy = 0
+                return f"unhealthy {UNHEALTHY_LIMIT} checks in a row: {exc}"
+            return None
+        svc.unhealthy = 0
+        return None
+
+    def _restart(self, svc: Managed) -> None:
+        now = time.monotonic()
+        svc.restarts = [t for t in svc.restarts if now - t < RESTART_WINDOW_S]
+        if len(svc.restarts) >= MAX_RESTARTS:
+            svc.failed = True
+            logger.error(
+                "%s needed %d restarts in %.0f s; not restarting it again (see %s)",
+                svc.name,
+                MAX_RESTARTS,
+                RESTART_WINDOW_S,
+                self.log_file(svc),
+            )
+            return
+        svc.restarts.append(now)
+        if svc.proc is not None and svc.proc.poll() is None:
+            stop_process(svc.proc.pid, svc.stop_signal, svc.name)
+        try:
+            self._start(svc)
+            logger.warning("%s restarted (restart %d)", svc.name, len(svc.restarts))
+        except Exception as exc:  # noqa: BLE001 - a failed restart is reported, not fatal
+            svc.last_error = f"{_now()} restart failed: {exc}"
+            logger.error("restarting %s failed: %s", svc.name, exc)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -311,6 +360,7 @@ class Supervisor:
                     "pid": s.proc.pid if s.proc is not None and s.proc.poll() is None else None,
                     "address": s.address,
                     "stop_signal": int(s.stop_signal),
+                    "program": s.argv[0] if s.argv else None,
                     "log": str(self.log_file(s)) if s.argv is not None else None,
                     "restarts": len(s.restarts),
                     "failed": s.failed,
@@ -353,36 +403,76 @@ def read_state(settings: Settings) -> dict[str, Any] | None:
     return state
 
 
+def running_supervisor(settings: Settings) -> int | None:
+    """The pid of the supervisor of this ASBUILT_HOME, if one runs (it holds the lock)."""
+    path = settings.run_dir / "supervisor.pid"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with contextlib.suppress(ValueError, OSError):
+                return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)  # nobody holds it: a stale file from a dead supervisor
+        return None
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def pid_file(settings: Settings) -> Iterator[None]:
-    """Hold ``run/supervisor.pid`` while a supervisor runs; refuse a second one."""
+    """Hold ``run/supervisor.pid`` (an exclusive lock) while a supervisor runs; refuse a second.
+
+    The lock, not the pid's existence, says whether a supervisor runs: a stale file (a killed
+    supervisor, a reboot) never makes a living unrelated process look like ours.
+    """
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     path = settings.run_dir / "supervisor.pid"
-    with contextlib.suppress(OSError, ValueError):
-        other = int(path.read_text())
-        if other != os.getpid() and pid_alive(other):
-            msg = (
-                f"the asbuilt stack of {settings.home_dir} is already running "
-                f"(supervisor pid {other}): see `asbuilt status`, stop it with `asbuilt down`"
-            )
-            raise ServiceError(msg)
-    path.write_text(str(os.getpid()))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        other = running_supervisor(settings)
+        msg = (
+            f"the asbuilt stack of {settings.home_dir} is already running "
+            f"(supervisor pid {other}): see `asbuilt status`, stop it with `asbuilt down`"
+        )
+        raise ServiceError(msg) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
     try:
         yield
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
+        os.close(fd)
+
+
+def _same_program(pid: int, program: str | None) -> bool:
+    """True when ``pid`` still runs ``program`` (guards against a reused pid)."""
+    if not program:
+        return False
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return False
+    return Path(argv0).name == Path(program).name
 
 
 def stop_leftovers(settings: Settings) -> list[str]:
     """Stop services recorded by a supervisor that is gone (killed); return their names."""
     state = read_state(settings)
-    if state is None or pid_alive(int(state.get("supervisor_pid", 0))):
+    if state is None or running_supervisor(settings) is not None:
         return []
     stopped = []
     for svc in state.get("services", []):
         pid = svc.get("pid")
-        if pid and pid_alive(pid):
+        if pid and pid_alive(pid) and _same_program(pid, svc.get("program")):
             stop_process(pid, int(svc.get("stop_signal", signal.SIGTERM)), svc["name"])
             stopped.append(svc["name"])
     with contextlib.suppress(FileNotFoundError):

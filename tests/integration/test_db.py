@@ -105,3 +105,21 @@ def test_retention_drops_only_chunks_older_than_the_period_under_apache(db_dsn: 
         assert _count(conn) == 10
     assert oldest is not None
     assert oldest[0] > now - timedelta(days=30)
+
+
+def test_copy_upsert_with_update_takes_the_last_of_duplicates_in_one_batch(db_dsn: str) -> None:
+    rows = _rows(2)
+    redelivered = [rows[0], rows[1], (*rows[0][:4], 77, *rows[0][5:])]
+    with psycopg.connect(db_dsn) as conn:
+        assert db.copy_upsert(conn, "counter_samples", COLUMNS, redelivered, KEY, ["value"]) == 2
+        values = [r[0] for r in conn.execute("SELECT value FROM counter_samples ORDER BY ts")]
+    assert values == [77, 1]
+
+
+def test_retention_without_a_period_keeps_everything(db_dsn: str) -> None:
+    old = _rows(5, start=datetime.now(UTC) - timedelta(days=400))
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        db.copy_upsert(conn, "counter_samples", COLUMNS, old, KEY)
+    assert db.retain(db_dsn, None) == {t: [] for t in db.RAW_TABLES}
+    with psycopg.connect(db_dsn) as conn:
+        assert _count(conn) == 5

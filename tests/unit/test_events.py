@@ -620,3 +620,17 @@ def test_unit_mode_names() -> None:
 )
 def test_quality_from_status_code(code: int, quality: str) -> None:
     assert ev.quality_from_status_code(code) == quality
+
+
+def test_a_redelivered_bad_message_gives_the_same_dead_letter_key() -> None:
+    """The dead-letter table's key is (received_ts, event_id): with the record's own timestamp
+    passed through, a redelivery of the same bad bytes is the same row, not a second one."""
+    from datetime import UTC, datetime
+
+    from asbuilt import events as ev
+
+    record_ts = datetime(2026, 3, 2, 6, 0, 1, tzinfo=UTC)
+    first = ev.decode(b"{not json", "asbuilt.v1.states[0]@17", received_ts=record_ts)
+    again = ev.decode(b"{not json", "asbuilt.v1.states[0]@17", received_ts=record_ts)
+    assert isinstance(first, ev.DeadLetter)
+    assert (first.received_ts, first.event_id) == (again.received_ts, again.event_id)
