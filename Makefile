@@ -12,7 +12,7 @@ help: ## List the targets
 install: ## Install everything: uv, the locked Python environment, TimescaleDB (needs root or sudo)
 	@bash infra/install.sh
 
-demo: install ## Run the whole stack (simulated plant included) until Ctrl-C
+demo: install ## Run the whole stack until Ctrl-C (Ctrl-C stops everything it started)
 	$(BIN)/asbuilt up
 
 test: install lint ## Run the whole test suite: unit, integration and e2e, on real services

@@ -18,10 +18,12 @@ from typing import Annotated, Any
 
 import psycopg
 import typer
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pydantic import ValidationError
 
 from asbuilt import db, migrations
 from asbuilt import doctor as doctor_checks
-from asbuilt.errors import AsbuiltError
+from asbuilt.errors import AsbuiltError, ConfigError, ServiceError
 from asbuilt.services import stack
 from asbuilt.services.postgres import EmbeddedPostgres
 from asbuilt.services.supervisor import (
@@ -39,6 +41,7 @@ app = typer.Typer(
     help="asbuilt: OPC UA → Kafka → Bytewax → TimescaleDB, for regulated plants.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 logger = logging.getLogger("asbuilt")
 
@@ -46,7 +49,15 @@ DETACH_TIMEOUT_S = 180.0
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ASBUILT_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}"
+            for e in exc.errors()
+        )
+        typer.secho(f"asbuilt: error: bad configuration: {problems}", err=True, fg="red")
+        raise typer.Exit(2) from None
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -97,7 +108,7 @@ def up(
                 _say("stopping the stack…")
                 supervisor.stop_all()
                 _say("stopped")
-    except AsbuiltError as exc:
+    except (AsbuiltError, OSError) as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
         _say("interrupted while starting: stopped everything it had started")
@@ -105,7 +116,17 @@ def up(
 
 
 def _up_detached(settings: Settings) -> None:
-    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    other = running_supervisor(settings)
+    if other:
+        msg = (
+            f"the asbuilt stack of {settings.home_dir} is already running (supervisor pid "
+            f"{other}): see `asbuilt status`, stop it with `asbuilt down`"
+        )
+        raise _fail(ServiceError(msg))
+    try:
+        settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _fail(exc) from None
     log = settings.logs_dir / "supervisor.log"
     with open(log, "ab") as out:
         child = subprocess.Popen(
@@ -116,6 +137,15 @@ def _up_detached(settings: Settings) -> None:
             start_new_session=True,
         )
     deadline = time.monotonic() + DETACH_TIMEOUT_S
+
+    def give_up_waiting(*_: object) -> None:
+        _say(
+            f"stopped waiting; the stack goes on starting in the background "
+            f"(supervisor pid {child.pid}): `asbuilt status` shows it, `asbuilt down` stops it"
+        )
+        raise typer.Exit(130)
+
+    signal.signal(signal.SIGINT, give_up_waiting)
     while time.monotonic() < deadline:
         if child.poll() is not None:
             typer.secho(
@@ -260,6 +290,23 @@ def migrate() -> None:
     except (AsbuiltError, psycopg.OperationalError) as exc:
         raise _fail(exc) from None
     _say(f"applied now: {', '.join(applied) or 'nothing'}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def psql(ctx: typer.Context) -> None:
+    """Open psql on the application database (extra arguments go to psql, e.g. -c 'SELECT 1')."""
+    settings = _settings()
+    try:
+        dsn = stack.database_dsn(settings)
+    except AsbuiltError as exc:
+        raise _fail(exc) from None
+    program = shutil.which("psql")
+    if program is None:
+        raise _fail(ConfigError("psql is not installed: `apt-get install postgresql-client`"))
+    params = conninfo_to_dict(dsn)
+    password = str(params.pop("password", "") or "")
+    env = os.environ | ({"PGPASSWORD": password} if password else {})  # not on the command line
+    os.execve(program, [program, make_conninfo("", **params), *ctx.args], env)  # noqa: S606
 
 
 @app.command()

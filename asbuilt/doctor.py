@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import pwd
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -50,10 +51,12 @@ def _os_release(path: Path = Path("/etc/os-release")) -> dict[str, str]:
     return values
 
 
-def check_os() -> Check:
+def check_os(settings: Settings) -> Check:
     release = _os_release()
     name = release.get("PRETTY_NAME", platform.platform())
     ok = release.get("ID") == "debian" and release.get("VERSION_ID") in {"12", "13"}
+    if not ok and not settings.embedded_db and not settings.embedded_broker:
+        return Check("operating system", True, f"{name} (existing TimescaleDB and Kafka used)")
     return Check(
         "operating system",
         ok,
@@ -113,6 +116,27 @@ def check_database(settings: Settings) -> Iterator[Check]:
         return f"{location.data_dir} ({location.reason}), run by {cluster_os_user() or 'you'}"
 
     yield _guard("timescaledb cluster", where, "run as root, or `make install` first")
+    yield check_orphans()
+
+
+def check_orphans(root: Path | None = None) -> Check:
+    """Clusters kept outside ASBUILT_HOME whose checkout is gone (deleted without --purge)."""
+    if root is None:
+        try:
+            root = Path(pwd.getpwnam("postgres").pw_dir) / "asbuilt"
+        except KeyError:
+            return Check("orphaned clusters", True, "none (no postgres user)")
+    orphans = []
+    for owner in sorted(root.glob("*/owner")) if root.exists() else []:
+        home = Path(owner.read_text().strip())
+        if not home.exists():
+            orphans.append(f"{owner.parent} (was {home})")
+    return Check(
+        "orphaned clusters",
+        not orphans,
+        f"{len(orphans)}: {', '.join(orphans)}" if orphans else "none",
+        "stop any server still using them, then `rm -rf` those folders",
+    )
 
 
 def check_broker(settings: Settings) -> Check:
@@ -152,15 +176,20 @@ def check_home(settings: Settings) -> Iterator[Check]:
     home = settings.home_dir
 
     def writable() -> str:
-        home.mkdir(parents=True, exist_ok=True)
-        if not os.access(home, os.W_OK):
-            msg = f"{home} is not writable"
+        existing = home
+        while not existing.exists():  # it is created on the first `up`; doctor creates nothing
+            existing = existing.parent
+        if not os.access(existing, os.W_OK | os.X_OK):
+            msg = f"{existing} is not writable, so {home} cannot be used"
             raise OSError(msg)
-        return str(home)
+        return str(home) if home.exists() else f"{home} (created on the first `asbuilt up`)"
 
     yield _guard("state directory", writable, "set ASBUILT_HOME to a writable folder")
-    if home.exists():
-        free = shutil.disk_usage(home).free
+    existing = home
+    while not existing.exists():
+        existing = existing.parent
+    if existing.exists():
+        free = shutil.disk_usage(existing).free
         yield Check(
             "disk space",
             free >= MIN_FREE_BYTES,
@@ -170,7 +199,7 @@ def check_home(settings: Settings) -> Iterator[Check]:
 
 
 def run(settings: Settings) -> list[Check]:
-    checks = [check_os(), check_python(), check_modules()]
+    checks = [check_os(settings), check_python(), check_modules()]
     checks += check_home(settings)
     checks += check_database(settings)
     checks.append(check_broker(settings))

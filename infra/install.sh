@@ -14,20 +14,31 @@ step() {  # step "what" command...: run it, say how long it took, stop with the 
   say "$what: done in $((SECONDS - start)) s"
 }
 
+# CPython 3.11 or 3.12 (bytewax 0.21.1 has no 3.13 wheels): on PATH, or pyenv's, or Debian's.
 python=""
-for candidate in python3.11 python3.12 python3; do
-  if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13)' 2>/dev/null; then
+for candidate in python3.11 python3.12 python3 \
+    "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.11*/bin/python3 \
+    "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3 \
+    /usr/bin/python3.11 /usr/bin/python3.12; do
+  if command -v "$candidate" >/dev/null 2>&1 &&
+     "$candidate" -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13)' 2>/dev/null; then
     python=$(command -v "$candidate"); break
   fi
 done
 if [ -z "$python" ]; then
-  say "asbuilt needs CPython 3.11 or 3.12 (bytewax 0.21.1 has no 3.13 wheels); none found on PATH."
-  say "fix: install python3.11 (e.g. with pyenv or uv) and run make again"
+  say "asbuilt needs CPython 3.11 or 3.12 (bytewax 0.21.1 has no 3.13 wheels); none found"
+  say "(looked on PATH, in pyenv's versions and in /usr/bin)."
+  say "fix: install CPython 3.11 or 3.12 (e.g. \`pyenv install 3.11\`) and run make again"
   exit 1
 fi
 
 install_uv() {
-  [ -x .tools/bin/python ] || "$python" -m venv .tools
+  if [ ! -x .tools/bin/python ] && ! "$python" -m venv .tools; then
+    say "cannot create a virtual environment with $python;"
+    say "fix: apt-get install python3-venv (Debian's python3.X-venv), then run make again"
+    rm -rf .tools
+    return 1
+  fi
   .tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
 }
 if [ "$(.tools/bin/uv --version 2>/dev/null)" != "uv $UV_VERSION" ]; then

@@ -132,7 +132,14 @@ class EmbeddedPostgres:
         return f"postgresql://{SUPERUSER}@{self.settings.bind_host}:{self.settings.db_port}"
 
     def dsn(self, dbname: str | None = None) -> str:
-        password = quote(self.location.password_file.read_text().strip(), safe="")
+        try:
+            password = quote(self.location.password_file.read_text().strip(), safe="")
+        except FileNotFoundError:
+            msg = (
+                f"the embedded TimescaleDB of {self.settings.home_dir} has not been created yet "
+                "(start the stack once with `asbuilt up`), or set ASBUILT_DB_DSN"
+            )
+            raise ConfigError(msg) from None
         host, port = self.settings.bind_host, self.settings.db_port
         db = dbname or self.settings.db_name
         return f"postgresql://{SUPERUSER}:{password}@{host}:{port}/{db}"
@@ -147,6 +154,8 @@ class EmbeddedPostgres:
         self.location.root.mkdir(parents=True, exist_ok=True)
         if self.os_user is not None:
             _chown(self.location.root, self.os_user)
+        # Who this cluster belongs to, so an orphan (its checkout deleted) can be recognised.
+        (self.location.root / "owner").write_text(f"{self.settings.home_dir}\n")
         pwfile = self.location.password_file
         pwfile.write_text(secrets.token_urlsafe(24) + "\n")
         pwfile.chmod(0o600)

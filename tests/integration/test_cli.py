@@ -190,3 +190,27 @@ def test_existing_services_are_used_not_started(env: dict[str, str], local_stack
     finally:
         with psycopg.connect(local_stack.dsn("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_bad_configuration_and_commands_before_the_first_up_say_what_to_do(
+    env: dict[str, str],
+) -> None:
+    bad = run(env | {"ASBUILT_DB_PORT": "abc"}, "status")
+    assert bad.returncode == 2
+    assert "bad configuration: ASBUILT_DB_PORT='abc'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    for command in ("migrate", "retention", "psql"):
+        early = run(env, command)
+        assert early.returncode == 1, command
+        assert "has not been created yet" in early.stderr
+        assert "asbuilt up" in early.stderr
+        assert "Traceback" not in early.stderr
+
+
+def test_psql_reaches_the_database_without_the_password_on_its_command_line(
+    env: dict[str, str],
+) -> None:
+    assert run(env, "up", "--detach").returncode == 0
+    result = run(env, "psql", "-At", "-c", "SELECT count(*) FROM asbuilt_meta.schema_migrations")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(len(migrations.discover()[0]))

@@ -199,3 +199,17 @@ def test_a_stale_pid_file_never_points_at_an_unrelated_process(tmp_path: Path) -
     finally:
         unrelated.kill()
         unrelated.wait()
+
+
+def test_doctor_names_clusters_whose_checkout_is_gone(tmp_path: Path) -> None:
+    from asbuilt.doctor import check_orphans
+
+    kept, gone = tmp_path / "clusters" / "aaa", tmp_path / "clusters" / "bbb"
+    for cluster, home in ((kept, tmp_path), (gone, tmp_path / "deleted-checkout" / ".asbuilt")):
+        cluster.mkdir(parents=True)
+        (cluster / "owner").write_text(f"{home}\n")
+    check = check_orphans(tmp_path / "clusters")
+    assert not check.ok
+    assert str(gone) in check.detail
+    assert str(kept) not in check.detail
+    assert "rm -rf" in check.fix
