@@ -1,0 +1,1 @@
+"""OPC UA connector: subscriber, event mapping, and the durable spool → Kafka publisher."""

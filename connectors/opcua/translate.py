@@ -1,0 +1,241 @@
+"""OPC UA notifications → asbuilt events. Pure: no I/O, no clock of its own.
+
+**Timestamps** (the event time of every event):
+
+1. the notification's ``SourceTimestamp`` when it is plausible;
+2. else the ``ServerTimestamp`` when that is plausible;
+3. else the time the connector received the notification.
+
+Plausible = not more than ``max_future`` ahead of the receive time (a device clock running
+ahead) and not more than ``max_age`` behind it (a device clock reset, e.g. to 2000-01-01). When
+the source timestamp is missing or implausible the event still goes out with the substitute, and
+a dead letter records what was replaced, so the fault is counted and visible and nothing is lost.
+
+**Values**: a state, mode, stop reason, interlock or counter whose status is not Good, whose type
+is wrong or whose value is impossible (an unknown PackML number, a negative count) becomes a dead
+letter with the reason; a process value keeps its quality (good / uncertain / bad) and is sent.
+
+**Machine state**: PackML state, unit mode, stop reason and the blocked/starved interlocks are
+separate nodes that a device changes together. :class:`StateAssembler` merges the parts that share
+a source timestamp into one ``StateChange`` carrying the latest known value of every part.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from asbuilt import events as ev
+from connectors.opcua.nodemap import Signal
+
+GOOD = 0x00000000
+_SEVERITY_MASK = 0xC0000000
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One data change as received (the transport's DataValue, flattened)."""
+
+    signal: Signal
+    value: Any
+    status_code: int
+    source_ts: datetime | None
+    server_ts: datetime | None
+    received: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampPolicy:
+    max_future: timedelta = timedelta(minutes=5)
+    max_age: timedelta = timedelta(days=7)
+
+    def plausible(self, ts: datetime | None, received: datetime) -> bool:
+        return ts is not None and received - self.max_age <= ts <= received + self.max_future
+
+
+def event_time(n: Notification, policy: TimestampPolicy) -> tuple[datetime, str | None]:
+    """The event time of a notification and, when it is not the source timestamp, why."""
+    if policy.plausible(n.source_ts, n.received):
+        assert n.source_ts is not None
+        return n.source_ts, None
+    what = "missing" if n.source_ts is None else f"implausible ({n.source_ts.isoformat()})"
+    if policy.plausible(n.server_ts, n.received):
+        assert n.server_ts is not None
+        return n.server_ts, f"source timestamp {what}; used the server timestamp"
+    return (
+        n.received,
+        f"source timestamp {what} and no plausible server timestamp; used receive time",
+    )
+
+
+def _dead(n: Notification, reason: str) -> ev.DeadLetter:
+    payload = (
+        f"value={n.value!r} status=0x{n.status_code:08X} source_ts={n.source_ts} "
+        f"server_ts={n.server_ts} signal={n.signal.kind}:{n.signal.name}"
+    )
+    return ev.new_dead_letter(
+        reason=f"{n.signal.asset}: {reason}",
+        origin=f"opcua {n.signal.ref}",
+        payload=payload.encode(),
+        received_ts=n.received,
+    )
+
+
+def _status_name(code: int) -> str:
+    from asyncua import ua
+
+    try:
+        return str(ua.StatusCode(code).name)
+    except Exception:  # noqa: BLE001 - an unknown code is still worth naming by number
+        return f"0x{code:08X}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def state_part(n: Notification) -> tuple[str, Any] | str:
+    """(field, value) of a state-kind notification, or the reason it cannot be used."""
+    kind, value = n.signal.kind, n.value
+    if kind == "state":
+        if _is_int(value):
+            name = ev.packml_state_name(value, n.signal.numbering)
+            if name is None:
+                return f"unknown PackML state number {value} in the {n.signal.numbering} numbering"
+            return "state", name
+        if isinstance(value, str) and value in ev.PACKML_STATES:
+            return "state", value
+        return f"a PackML state must be a number or a state name, got {value!r}"
+    if kind == "mode":
+        if _is_int(value):
+            mode = ev.unit_mode_name(value)
+            return ("mode", mode) if mode else f"unknown unit mode number {value}"
+        if isinstance(value, str) and value:
+            return "mode", value
+        return f"a unit mode must be a number or a name, got {value!r}"
+    if kind == "stop_reason":
+        if value is None or isinstance(value, str):
+            return "stop_reason", value or None
+        if _is_int(value):
+            return "stop_reason", str(value)
+        return f"a stop reason must be a code, got {value!r}"
+    if isinstance(value, bool):
+        return kind, value
+    return f"{kind} must be a boolean, got {value!r}"
+
+
+def translate(
+    n: Notification, policy: TimestampPolicy
+) -> tuple[ev.Event | None, tuple[str, Any] | None, list[ev.DeadLetter]]:
+    """One notification → (an event, or a state part for the assembler) and dead letters."""
+    ts, ts_problem = event_time(n, policy)
+    dead = [_dead(n, ts_problem)] if ts_problem else []
+    kind = n.signal.kind
+    severity = n.status_code & _SEVERITY_MASK
+    if kind == "process_value":
+        if not isinstance(n.value, int | float) or isinstance(n.value, bool):
+            return None, None, [*dead, _dead(n, f"{n.signal.name}: not a number: {n.value!r}")]
+        if not math.isfinite(float(n.value)):
+            return None, None, [*dead, _dead(n, f"{n.signal.name}: not a finite number")]
+        event = ev.new_process_value(
+            asset=n.signal.asset,
+            ts=ts,
+            signal=n.signal.name,
+            value=float(n.value),
+            unit=n.signal.unit,
+            status_code=n.status_code,
+            ingest_ts=n.received,
+        )
+        return event, None, dead
+    if severity != GOOD:
+        what = n.signal.name or kind
+        reason = f"{what}: status {_status_name(n.status_code)}, value not used"
+        return None, None, [*dead, _dead(n, reason)]
+    if kind == "counter":
+        if not _is_int(n.value) or n.value < 0:
+            reason = f"counter {n.signal.name}: not a non-negative integer: {n.value!r}"
+            return None, None, [*dead, _dead(n, reason)]
+        event = ev.new_counter_sample(
+            asset=n.signal.asset,
+            ts=ts,
+            counter=n.signal.name,
+            value=n.value,
+            resettable=n.signal.resettable,
+            rollover=n.signal.rollover,
+            ingest_ts=n.received,
+        )
+        return event, None, dead
+    part = state_part(n)
+    if isinstance(part, str):
+        return None, None, [*dead, _dead(n, part)]
+    return None, part, dead
+
+
+@dataclass
+class _Pending:
+    ts: datetime
+    touched: float  # monotonic seconds of the last part added
+    received: datetime
+
+
+@dataclass
+class StateAssembler:
+    """Merge state parts sharing (asset, source timestamp) into one StateChange.
+
+    A group is complete when a part with a newer timestamp arrives for the asset, or after
+    ``settle_s`` without a new part (:meth:`flush`). A part older than the asset's latest group
+    is not a change: it is a value that has held since then, as a server re-sends current values
+    after (re)subscribing, each with the source timestamp of its last change. It updates the
+    snapshot (so the current group carries it) and makes no StateChange of its own.
+    """
+
+    settle_s: float = 0.2
+    _snapshot: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+    _latest: dict[str, datetime] = field(default_factory=dict)  # newest group timestamp
+
+    def add(
+        self, asset: str, part: tuple[str, Any], ts: datetime, received: datetime, now: float
+    ) -> list[ev.StateChange]:
+        out: list[ev.StateChange] = []
+        snapshot = self._snapshot.setdefault(asset, {})
+        latest = self._latest.get(asset)
+        if latest is not None and ts < latest:
+            snapshot[part[0]] = part[1]
+            return out
+        pending = self._pending.get(asset)
+        if pending is not None and ts > pending.ts:
+            out += self._emit(asset)
+            pending = None
+        snapshot[part[0]] = part[1]
+        self._latest[asset] = ts
+        self._pending[asset] = _Pending(ts, now, received if pending is None else pending.received)
+        return out
+
+    def flush(self, now: float, force: bool = False) -> list[ev.StateChange]:
+        out: list[ev.StateChange] = []
+        for asset in [
+            a for a, p in self._pending.items() if force or now - p.touched >= self.settle_s
+        ]:
+            out += self._emit(asset)
+        return out
+
+    def _emit(self, asset: str) -> list[ev.StateChange]:
+        pending = self._pending.pop(asset)
+        snap = self._snapshot.get(asset, {})
+        if "state" not in snap:  # nothing to say until the state itself is known
+            return []
+        return [
+            ev.new_state_change(
+                asset=asset,
+                ts=pending.ts,
+                state=snap["state"],
+                mode=snap.get("mode") or ev.MODE_PRODUCE,
+                stop_reason=snap.get("stop_reason"),
+                blocked=bool(snap.get("blocked", False)),
+                starved=bool(snap.get("starved", False)),
+                ingest_ts=pending.received,
+            )
+        ]
