@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -200,16 +201,12 @@ def down(
         _say(f"deleted all local data of {settings.home_dir}")
 
 
-def _live_health(settings: Settings, name: str) -> tuple[bool, str]:
+def _live_health(check: Callable[[], object] | None) -> tuple[bool, str]:
+    """Ask the service now, with the same check the supervisor uses."""
+    if check is None:
+        return False, "not part of the stack as configured now"
     try:
-        if name == "timescaledb":
-            stack.check_database(stack.database_dsn(settings))
-        elif name == "broker":
-            from asbuilt import kafka
-
-            kafka.check_broker(settings.kafka, timeout_s=2.0)
-        else:
-            return False, "unknown service"
+        check()
     except Exception as exc:  # noqa: BLE001 - any failure is the answer
         return False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return True, ""
@@ -224,15 +221,40 @@ def _rss_mib(pid: int) -> float | None:
     return None
 
 
+def _metrics(path: Path) -> dict[str, Any]:
+    """What a connector reports about itself: the figures an operator looks at first."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    conn, pub = report.get("connector", {}), report.get("publisher", {})
+    return {
+        "opcua_connected": conn.get("connected"),
+        "items_subscribed": conn.get("items"),
+        "notifications_per_s": round(float(conn.get("rate") or 0), 1),
+        "dead_letters": conn.get("dead_letters"),
+        "spool_depth": pub.get("spool_depth"),
+        "delivered_total": pub.get("delivered_total"),
+        "broker_reachable": pub.get("broker_reachable"),
+        "last_error": conn.get("last_error") or pub.get("last_error") or "",
+    }
+
+
 def _status(settings: Settings) -> dict[str, Any]:
     state = read_state(settings)
     running = state is not None and running_supervisor(settings) is not None
     services = []
+    try:
+        checks = {m.name: m.health for m in stack.build(settings)} if running else {}
+    except AsbuiltError:
+        checks = {}
     for svc in state.get("services", []) if state and running else []:
-        healthy, error = _live_health(settings, svc["name"])
+        healthy, error = _live_health(checks.get(svc["name"]))
         extra = {"healthy": healthy, "last_error": error or svc.get("last_error", "")}
         if svc.get("pid"):
             extra["rss_mib"] = _rss_mib(int(svc["pid"]))
+        if svc.get("metrics"):
+            extra |= _metrics(Path(svc["metrics"]))
         services.append(svc | extra)
     return {
         "home": str(settings.home_dir),

@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     - ``ASBUILT_BROKER_PORT``: port of the embedded Kafka-protocol broker (Tansu).
     - ``ASBUILT_BIND_HOST``: address every embedded service binds (loopback by default).
     - ``ASBUILT_DASHBOARD_PORT``: port of the Streamlit dashboards.
+    - ``ASBUILT_OPCUA_ENDPOINT``: an OPC UA server to connect to; unset runs the simulated plant.
+    - ``ASBUILT_NODE_MAP``: the node map (YAML) of that server; unset browses it (asbuilt model).
+    - ``ASBUILT_CONNECTORS``: connector processes sharing the node map (one partition each).
+    - ``ASBUILT_SIM_PORT``: OPC UA port of the simulated plant.
+    - ``ASBUILT_SIM_SPEED``: simulated seconds per real second.
+    - ``ASBUILT_SIM_START``: simulated start (ISO time), ``now``, or ``last-shift`` (the start of
+      the latest weekday early shift: production from the first minute).
+    - ``ASBUILT_SIM_BACKFILL_HOURS``: history the simulator plays first, as fast as it can.
+    - ``ASBUILT_PLANT_MODEL``: the plant model (YAML); unset uses the default OSD plant.
     - ``ASBUILT_RETENTION_DAYS``: drop raw time-series chunks older than this; unset keeps all.
     - ``ASBUILT_LOG_LEVEL``: logging level of the entry points.
     """
@@ -50,6 +59,14 @@ class Settings(BaseSettings):
     broker_port: int = Field(default=59092, ge=1, le=65535)
     bind_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
+    opcua_endpoint: str | None = None
+    node_map: Path | None = None
+    connectors: int = Field(default=1, ge=1, le=64)
+    sim_port: int = Field(default=48400, ge=1, le=65535)
+    sim_speed: float = Field(default=60.0, gt=0)
+    sim_start: str = "last-shift"
+    sim_backfill_hours: float = Field(default=0.0, ge=0)
+    plant_model: Path | None = None
     retention_days: int | None = Field(default=None, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -91,7 +91,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="asbuilt-bench-") as scratch:
         settings: Settings = stack.private_settings(Path(scratch) / ".asbuilt", db_name="bench")
-        supervisor = Supervisor(settings, stack.build(settings))
+        supervisor = Supervisor(settings, stack.infrastructure(settings))
         print("[bench] starting a private TimescaleDB and broker…", file=sys.stderr)
         supervisor.start_all(progress=lambda line: print(f"[bench] {line}", file=sys.stderr))
         try:

@@ -6,11 +6,34 @@ import argparse
 import asyncio
 import logging
 import signal
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from simulator.model import DEFAULT_PLANT, load_plant
+from simulator.model import DEFAULT_PLANT, PlantModel, load_plant
 from simulator.server import PlantServer
+
+
+def _start(text: str, model: PlantModel, backfill: timedelta) -> datetime:
+    now = datetime.now(UTC).replace(microsecond=0)
+    if text == "now":
+        return now - backfill
+    if text == "last-shift":
+        starts = [
+            start
+            for days_back in range(8)
+            for _, start, _, _ in model.calendar.shift_instances(
+                (now - timedelta(days=days_back)).astimezone(model.calendar.zone).date()
+            )
+            if start <= now
+        ]
+        if not starts:
+            return now - backfill
+        return max(starts).astimezone(UTC) - timedelta(minutes=10) - backfill
+    start = datetime.fromisoformat(text)
+    if start.tzinfo is None:
+        msg = f"--start {text!r} has no time zone; add one, e.g. +00:00"
+        raise SystemExit(msg)
+    return start
 
 
 def main() -> None:
@@ -20,7 +43,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_PLANT, help="plant model YAML")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     parser.add_argument("--backfill-hours", type=float, default=0.0, help="history played first")
-    parser.add_argument("--start", type=datetime.fromisoformat, help="simulated start (ISO, tz)")
+    parser.add_argument(
+        "--start",
+        default="now",
+        help="simulated start: an ISO time with zone, 'now', or 'last-shift' (the start of the "
+        "latest weekday shift, 10 minutes early: production from the first minute)",
+    )
     parser.add_argument("--until", type=datetime.fromisoformat, help="stop advancing here")
     parser.add_argument(
         "--hold-until-subscribed",
@@ -34,11 +62,12 @@ def main() -> None:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
     logging.getLogger("asyncua").setLevel(logging.WARNING)
+    model = load_plant(args.model)
     server = PlantServer(
-        load_plant(args.model),
+        model,
         host=args.host,
         port=args.port,
-        start=args.start,
+        start=_start(args.start, model, timedelta(hours=args.backfill_hours)),
         speed=args.speed,
         backfill=timedelta(hours=args.backfill_hours),
         truth_path=args.truth,

@@ -48,7 +48,7 @@ class Stack:
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = make_settings(tmp_path_factory.mktemp("stack") / ".asbuilt", db_name=TEMPLATE_DB)
-    supervisor = Supervisor(settings, stack.build(settings))
+    supervisor = Supervisor(settings, stack.infrastructure(settings))
     try:
         supervisor.start_all()
     except AsbuiltError as exc:
@@ -118,7 +118,7 @@ def topic_prefix(local_stack: Stack) -> str:
 def broker_only(tmp_path: Path) -> Iterator[tuple[Settings, Supervisor]]:
     """A broker of its own for one test (to restart it without disturbing the others)."""
     settings = make_settings(tmp_path / ".asbuilt")
-    supervisor = Supervisor(settings, [stack.build(settings)[1]])
+    supervisor = Supervisor(settings, [stack.infrastructure(settings)[1]])
     supervisor.start_all()
     yield settings, supervisor
     supervisor.stop_all()

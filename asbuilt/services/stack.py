@@ -7,9 +7,12 @@ Later issues append the simulator, connectors, pipelines and dashboards here.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
+import sys
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 import psycopg
 
 from asbuilt import db, kafka, migrations, topics
+from asbuilt.errors import ServiceError
 from asbuilt.services.broker import EmbeddedBroker
 from asbuilt.services.postgres import EmbeddedPostgres
 from asbuilt.services.supervisor import Managed, Periodic
@@ -27,6 +31,9 @@ def redact(dsn: str) -> str:
     """A DSN fit to print: the password replaced by ***."""
     dsn = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", dsn)
     return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)
+
+
+METRICS_STALE_S = 10.0  # a Python service that has not written its metrics for this long hangs
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -91,9 +98,97 @@ def prepare_broker(settings: Settings) -> dict[str, str]:
     return {"log_epoch": kafka.log_epoch(settings.kafka)}
 
 
+def infrastructure(settings: Settings) -> list[Managed]:
+    """The database and the broker (what tests and benchmarks start on their own)."""
+    return [_database(settings), _broker(settings)]
+
+
 def build(settings: Settings) -> list[Managed]:
     """The services of the stack, in start order."""
-    return [_database(settings), _broker(settings)]
+    services = infrastructure(settings)
+    if settings.opcua_endpoint is None:
+        services.append(_simulator(settings))
+    services += [_connector(settings, i) for i in range(settings.connectors)]
+    return services
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment of a Python service: the caller's, with the stack's own settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASBUILT_")}
+    env |= {k: v for k, v in os.environ.items() if k.startswith("ASBUILT_KAFKA_")}
+    env |= {
+        "ASBUILT_HOME": str(settings.home_dir),
+        "ASBUILT_KAFKA_BOOTSTRAP": settings.bootstrap,
+        "ASBUILT_LOG_LEVEL": settings.log_level,
+        "PYTHONUNBUFFERED": "1",
+    }
+    return env
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise unless something accepts TCP connections on host:port."""
+    with socket.create_connection((host, port), timeout=2):
+        pass
+
+
+def _simulator(settings: Settings) -> Managed:
+    argv = [
+        sys.executable, "-m", "simulator",
+        "--host", settings.bind_host, "--port", str(settings.sim_port),
+        "--speed", str(settings.sim_speed), "--start", settings.sim_start,
+        "--backfill-hours", str(settings.sim_backfill_hours),
+    ]  # fmt: skip
+    if settings.plant_model is not None:
+        argv += ["--model", str(settings.plant_model)]
+    return Managed(
+        name="simulator",
+        address=simulator_endpoint(settings),
+        health=lambda: check_port(settings.bind_host, settings.sim_port),
+        argv=argv,
+        port=settings.sim_port,
+        env=child_env(settings),
+        note=f"simulated plant at {settings.sim_speed:g}× real time, from {settings.sim_start}",
+    )
+
+
+def simulator_endpoint(settings: Settings) -> str:
+    return f"opc.tcp://{settings.bind_host}:{settings.sim_port}/asbuilt/"
+
+
+def _connector(settings: Settings, index: int) -> Managed:
+    name = f"connector-{index}"
+    metrics = settings.run_dir / f"{name}.metrics.json"
+    endpoint = settings.opcua_endpoint or simulator_endpoint(settings)
+    argv = [
+        sys.executable, "-m", "connectors.opcua",
+        "--endpoint", endpoint,
+        "--partition", f"{index}/{settings.connectors}",
+        "--spool", str(settings.home_dir / "spool" / f"{name}.sqlite3"),
+        "--metrics", str(metrics),
+    ]  # fmt: skip
+    if settings.node_map is not None:
+        argv += ["--node-map", str(settings.node_map)]
+    if settings.opcua_endpoint is None and settings.sim_speed > 1:
+        # Accelerated simulated time runs ahead of the wall clock: not a device clock fault.
+        argv += ["--max-future-s", "1e9"]
+
+    def health() -> None:
+        age = time.time() - metrics.stat().st_mtime
+        if age > METRICS_STALE_S:
+            msg = f"{name} has not reported for {age:.0f} s (metrics {metrics})"
+            raise ServiceError(msg)
+
+    return Managed(
+        name=name,
+        address=endpoint,
+        health=health,
+        argv=argv,
+        env=child_env(settings),
+        prepare=lambda: metrics.unlink(missing_ok=True),
+        metrics=metrics,
+        note=f"partition {index}/{settings.connectors}"
+        + (f", node map {settings.node_map}" if settings.node_map else ", browsing the server"),
+    )
 
 
 def housekeeping(settings: Settings) -> list[Periodic]:

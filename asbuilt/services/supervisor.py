@@ -120,6 +120,7 @@ class Managed:
     ready: Callable[[], dict[str, str]] | None = None  # after healthy (migrate, epoch, ...)
     note: str = ""
     depends_on: tuple[str, ...] = ()  # restarted when one of these is (e.g. a new broker log)
+    metrics: Path | None = None  # a JSON file the service keeps current; `status` shows it
     proc: subprocess.Popen[bytes] | None = None
     info: dict[str, str] = field(default_factory=dict)
     restarts: list[float] = field(default_factory=list)
@@ -361,6 +362,7 @@ class Supervisor:
                     "address": s.address,
                     "stop_signal": int(s.stop_signal),
                     "program": s.argv[0] if s.argv else None,
+                    "metrics": str(s.metrics) if s.metrics else None,
                     "log": str(self.log_file(s)) if s.argv is not None else None,
                     "restarts": len(s.restarts),
                     "failed": s.failed,

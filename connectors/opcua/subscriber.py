@@ -239,10 +239,10 @@ class OpcUaConnector:
         )
         try:
             event, part, dead = translate(n, self.policy)
-        except ev.InvalidEvent as exc:
+        except Exception as exc:  # noqa: BLE001 - bad input is data: never let it stop the connector
             return [
                 ev.new_dead_letter(
-                    reason=str(exc),
+                    reason=f"{signal.asset}: cannot translate: {type(exc).__name__}: {exc}",
                     origin=f"opcua {signal.ref}",
                     payload=repr(n).encode(),
                     received_ts=received,

@@ -38,6 +38,7 @@ def test_make_demo_brings_the_stack_up_and_ctrl_c_takes_it_down(tmp_path: Path) 
         "ASBUILT_DB_PORT": str(free_port()),
         "ASBUILT_BROKER_PORT": str(free_port()),
         "ASBUILT_DASHBOARD_PORT": str(free_port()),
+        "ASBUILT_SIM_PORT": str(free_port()),
     }
     log = tmp_path / "demo.log"
     with open(log, "w") as out:
@@ -58,7 +59,12 @@ def test_make_demo_brings_the_stack_up_and_ctrl_c_takes_it_down(tmp_path: Path) 
         assert report is not None, f"make demo never became healthy:\n{log.read_text()}"
         services = report["services"]
         assert isinstance(services, list)
-        assert {s["name"] for s in services} >= {"timescaledb", "broker"}
+        assert {s["name"] for s in services} >= {
+            "timescaledb",
+            "broker",
+            "simulator",
+            "connector-0",
+        }
         pids = [s["pid"] for s in services]
 
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
