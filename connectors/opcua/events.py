@@ -33,21 +33,63 @@ def _aware(ts: Any) -> datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
+_OWN_FIELDS = {  # a field only that kind of event carries
+    "batch": ("Transition", "RecipeId", "RecipeVersion", "Procedure"),
+    "material": ("Direction", "Lot", "Material", "Quantity"),
+    "alarm": ("Alarm", "Active", "Acked"),
+}
+TYPE_KINDS = {
+    "BatchEventType": "batch",
+    "MaterialEventType": "material",
+    "PlantAlarmEventType": "alarm",
+}
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def event_kind(fields: Mapping[str, Any], types: Mapping[Any, str] | None = None) -> str | None:
+    """batch / material / alarm, from the event's type when known, else from its own fields."""
+    if types and fields.get("EventType") in types:
+        return types[fields["EventType"]]
+    for kind, own in _OWN_FIELDS.items():
+        if any(_present(fields.get(name)) for name in own):
+            return kind
+    return None
+
+
+def _required(fields: Mapping[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not _present(value):
+        msg = f"required field {name} is missing"
+        raise ValueError(msg)
+    return str(value)
+
+
+def _optional(fields: Mapping[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    return str(value) if _present(value) else None
+
+
+def _flag(fields: Mapping[str, Any], name: str) -> bool:
+    value = fields.get(name)
+    if not isinstance(value, bool):
+        msg = f"{name} must be a boolean, got {value!r}"
+        raise TypeError(msg)
+    return value
+
+
 def translate_event(
     fields: Mapping[str, Any],
     sources: Mapping[Any, str],
     received: datetime,
     policy: TimestampPolicy,
+    types: Mapping[Any, str] | None = None,
 ) -> list[ev.Event | ev.DeadLetter]:
-    kind = (
-        "batch"
-        if fields.get("Transition")
-        else "material"
-        if fields.get("Direction")
-        else "alarm"
-        if fields.get("Alarm")
-        else None
-    )
+    """One OPC UA event's fields → an asbuilt event (and dead letters), or nothing if it is not
+    plant data. ``types`` maps the asbuilt event type node ids to their kind."""
+    kind = event_kind(fields, types)
     if kind is None:
         return []
     origin = f"opcua event {fields.get('EventType')} from {fields.get('SourceNode')}"
@@ -55,76 +97,78 @@ def translate_event(
     out: list[ev.Event | ev.DeadLetter] = []
     payload = repr({k: v for k, v in fields.items() if k != "EventId"}).encode()
     if not asset:
+        reason = f"{kind} event from an unmapped source"
         return [
-            ev.new_dead_letter(
-                reason=f"{kind} event from an unmapped source",
-                origin=origin,
-                payload=payload,
-                received_ts=received,
-            )
+            ev.new_dead_letter(reason=reason, origin=origin, payload=payload, received_ts=received)
         ]
     ts = _aware(fields.get("Time"))
     if not policy.plausible(ts, received):
+        when = "missing" if ts is None else ts.isoformat()
+        reason = f"{asset}: {kind} event time {when} is implausible; used receive time"
         out.append(
-            ev.new_dead_letter(
-                reason=f"{asset}: {kind} event time {'missing' if ts is None else ts.isoformat()}"
-                " is implausible; used receive time",
-                origin=origin,
-                payload=payload,
-                received_ts=received,
-            )
+            ev.new_dead_letter(reason=reason, origin=origin, payload=payload, received_ts=received)
         )
         ts = received
     assert ts is not None
     try:
-        if kind == "batch":
-            params = fields.get("Parameters") or "{}"
-            out.append(
-                ev.new_batch_event(
-                    asset=str(asset),
-                    ts=ts,
-                    batch_id=str(fields["BatchId"]),
-                    recipe_id=str(fields["RecipeId"]),
-                    recipe_version=str(fields["RecipeVersion"]),
-                    procedure=str(fields["Procedure"]),
-                    unit_procedure=fields.get("UnitProcedure") or None,
-                    operation=fields.get("Operation") or None,
-                    phase=fields.get("Phase") or None,
-                    transition=fields["Transition"],
-                    parameters=json.loads(params) or None,
-                    ingest_ts=received,
-                )
-            )
-        elif kind == "material":
-            out.append(
-                ev.new_material_movement(
-                    asset=str(asset),
-                    ts=ts,
-                    direction=fields["Direction"],
-                    lot=str(fields["Lot"]),
-                    material=str(fields["Material"]),
-                    quantity=float(fields["Quantity"]),
-                    unit=str(fields["Unit"]),
-                    batch_id=fields.get("BatchId") or None,
-                    ingest_ts=received,
-                )
-            )
-        else:
-            out.append(
-                ev.new_alarm(
-                    asset=str(asset),
-                    ts=ts,
-                    alarm=str(fields["Alarm"]),
-                    severity=int(fields.get("Severity") or 500),
-                    message=_text(fields.get("Message")),
-                    active=bool(fields.get("Active")),
-                    acked=bool(fields.get("Acked")),
-                    ingest_ts=received,
-                )
-            )
-    except (KeyError, TypeError, ValueError, ev.InvalidEvent) as exc:
+        out.append(_build(kind, str(asset), ts, fields, received))
+    except (KeyError, TypeError, ValueError, OverflowError, ev.InvalidEvent) as exc:
         reason = f"{asset}: {kind} event does not fit the contract: {type(exc).__name__}: {exc}"
         out.append(
             ev.new_dead_letter(reason=reason, origin=origin, payload=payload, received_ts=received)
         )
     return out
+
+
+def _build(
+    kind: str, asset: str, ts: datetime, fields: Mapping[str, Any], received: datetime
+) -> ev.Event:
+    if kind == "batch":
+        params = json.loads(_optional(fields, "Parameters") or "{}")
+        if not isinstance(params, dict):
+            msg = f"Parameters must be a JSON object, got {params!r}"
+            raise TypeError(msg)
+        return ev.new_batch_event(
+            asset=asset,
+            ts=ts,
+            batch_id=_required(fields, "BatchId"),
+            recipe_id=_required(fields, "RecipeId"),
+            recipe_version=_required(fields, "RecipeVersion"),
+            procedure=_required(fields, "Procedure"),
+            unit_procedure=_optional(fields, "UnitProcedure"),
+            operation=_optional(fields, "Operation"),
+            phase=_optional(fields, "Phase"),
+            transition=_required(fields, "Transition"),  # type: ignore[arg-type]  # validated
+            parameters=params or None,
+            ingest_ts=received,
+        )
+    if kind == "material":
+        quantity = fields.get("Quantity")
+        if isinstance(quantity, bool) or not isinstance(quantity, int | float):
+            msg = f"Quantity must be a number, got {quantity!r}"
+            raise TypeError(msg)
+        return ev.new_material_movement(
+            asset=asset,
+            ts=ts,
+            direction=_required(fields, "Direction"),  # type: ignore[arg-type]  # validated
+            lot=_required(fields, "Lot"),
+            material=_required(fields, "Material"),
+            quantity=float(quantity),
+            unit=_required(fields, "Unit"),
+            batch_id=_optional(fields, "BatchId"),
+            ingest_ts=received,
+        )
+    severity = fields.get("Severity")
+    if isinstance(severity, bool) or not isinstance(severity, int):
+        msg = f"Severity must be an integer 1..1000, got {severity!r}"
+        raise TypeError(msg)
+    return ev.new_alarm(
+        asset=asset,
+        ts=ts,
+        alarm=_required(fields, "Alarm"),
+        severity=severity,
+        message=_text(fields.get("Message")),
+        active=_flag(fields, "Active"),
+        acked=_flag(fields, "Acked"),
+        ingest_ts=received,
+    )

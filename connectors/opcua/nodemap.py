@@ -61,8 +61,8 @@ class Signal(BaseModel):
     browse_path: str | None = None  # e.g. "2:Line1/2:Filler/2:State", from Objects
     asset: str = Field(pattern=ASSET_PATTERN)
     kind: SignalKind
-    name: str = ""  # counter or process value name; empty for the state kinds
-    unit: str = ""  # engineering unit of a process value
+    name: str = Field(default="", max_length=256)  # counter or process value name
+    unit: str = Field(default="", max_length=32)  # engineering unit of a process value
     numbering: StateNumbering = "opcua"  # how a state number is to be read
     resettable: bool = False  # counter that the device resets
     rollover: int | None = Field(default=None, gt=0)  # counter wrap-around limit

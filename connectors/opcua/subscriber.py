@@ -25,7 +25,7 @@ from asyncua import Client, ua
 from asyncua.common.subscription import DataChangeEvent, OpcEvent, StatusChangeEvent, Subscription
 
 from asbuilt import events as ev
-from connectors.opcua.events import EVENT_TYPE_NAMES, translate_event
+from connectors.opcua.events import EVENT_TYPE_NAMES, TYPE_KINDS, translate_event
 from connectors.opcua.nodemap import NodeMap, Signal, discover
 from connectors.opcua.translate import (
     Notification,
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 Sink = Callable[[Sequence[ev.Event | ev.DeadLetter]], None]
 MAX_BATCH = 5000
+STATE_KINDS = frozenset({"state", "mode", "stop_reason", "blocked", "starved"})
 SERVER_QUEUE = 1000  # per monitored item: a burst of 1000 changes between two publishes is kept
 
 
@@ -90,6 +91,7 @@ class OpcUaConnector:
         self.assembler = StateAssembler()
         self._signals: dict[ua.NodeId, Signal] = {}
         self._sources: dict[ua.NodeId, str] = {}
+        self._types: dict[ua.NodeId, str] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
@@ -144,6 +146,11 @@ class OpcUaConnector:
             nodes.append(node)
             signals.append(signal)
         self._signals = {}
+        parts: dict[str, set[str]] = {}
+        for signal in signals:
+            if signal.kind in STATE_KINDS:
+                parts.setdefault(signal.asset, set()).add(signal.kind)
+        self.assembler.required = {asset: frozenset(kinds) for asset, kinds in parts.items()}
         handles = await sub.subscribe_data_change(
             nodes, queuesize=SERVER_QUEUE, sampling_interval=0
         )
@@ -157,6 +164,11 @@ class OpcUaConnector:
                 self._signals[node.nodeid] = signal
         self.stats.items = len(self._signals)
         types = await _event_types(client)
+        self._types = {
+            node.nodeid: TYPE_KINDS[(await node.read_browse_name()).Name]
+            for node in types
+            if node.nodeid.Identifier != ua.ObjectIds.BaseEventType
+        }
         for notifier in nodemap.event_notifiers:
             try:
                 await sub.subscribe_events(client.get_node(notifier), types, queuesize=SERVER_QUEUE)
@@ -258,7 +270,7 @@ class OpcUaConnector:
 
     def _event(self, event: Any, received: datetime) -> list[ev.Event | ev.DeadLetter]:
         fields = {k: v.Value for k, v in event.get_event_props_as_fields_dict().items()}
-        return translate_event(fields, self._sources, received, self.policy)
+        return translate_event(fields, self._sources, received, self.policy, self._types)
 
     def _emit(self, events: Sequence[ev.Event | ev.DeadLetter]) -> None:
         if not events:

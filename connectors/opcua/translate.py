@@ -23,9 +23,12 @@ a source timestamp into one ``StateChange`` carrying the latest known value of e
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from asbuilt import events as ev
 from connectors.opcua.nodemap import Signal
@@ -97,6 +100,15 @@ def _status_name(code: int) -> str:
         return f"0x{code:08X}"
 
 
+def _fits(value: Any, contract_type: Any) -> bool:
+    """True when ``value`` passes the event contract's validation of ``contract_type``."""
+    try:
+        msgspec.convert(value, contract_type)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -117,15 +129,16 @@ def state_part(n: Notification) -> tuple[str, Any] | str:
         if _is_int(value):
             mode = ev.unit_mode_name(value)
             return ("mode", mode) if mode else f"unknown unit mode number {value}"
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and _fits(value, ev.Name):
             return "mode", value
-        return f"a unit mode must be a number or a name, got {value!r}"
+        return f"a unit mode must be a number or a name of 1-256 characters, got {value!r}"
     if kind == "stop_reason":
-        if value is None or isinstance(value, str):
-            return "stop_reason", value or None
-        if _is_int(value):
-            return "stop_reason", str(value)
-        return f"a stop reason must be a code, got {value!r}"
+        code = str(value) if _is_int(value) else value
+        if code is None or code == "":
+            return "stop_reason", None
+        if isinstance(code, str) and _fits(code, ev.ReasonCode):
+            return "stop_reason", code
+        return f"a stop reason must be a code like 100.20 (at most 64 characters), got {value!r}"
     if isinstance(value, bool):
         return kind, value
     return f"{kind} must be a boolean, got {value!r}"
@@ -197,14 +210,17 @@ class StateAssembler:
     """
 
     settle_s: float = 0.2
+    # The state parts each asset's node map provides: a group goes out only once all are known
+    # (a value re-sent after a restart must not be paired with an assumed default).
+    required: Mapping[str, frozenset[str]] = field(default_factory=dict)
     _snapshot: dict[str, dict[str, Any]] = field(default_factory=dict)
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _latest: dict[str, datetime] = field(default_factory=dict)  # newest group timestamp
 
     def add(
         self, asset: str, part: tuple[str, Any], ts: datetime, received: datetime, now: float
-    ) -> list[ev.StateChange]:
-        out: list[ev.StateChange] = []
+    ) -> list[ev.StateChange | ev.DeadLetter]:
+        out: list[ev.StateChange | ev.DeadLetter] = []
         snapshot = self._snapshot.setdefault(asset, {})
         latest = self._latest.get(asset)
         if latest is not None and ts < latest:
@@ -219,28 +235,38 @@ class StateAssembler:
         self._pending[asset] = _Pending(ts, now, received if pending is None else pending.received)
         return out
 
-    def flush(self, now: float, force: bool = False) -> list[ev.StateChange]:
-        out: list[ev.StateChange] = []
+    def flush(self, now: float, force: bool = False) -> list[ev.StateChange | ev.DeadLetter]:
+        out: list[ev.StateChange | ev.DeadLetter] = []
         for asset in [
             a for a, p in self._pending.items() if force or now - p.touched >= self.settle_s
         ]:
             out += self._emit(asset)
         return out
 
-    def _emit(self, asset: str) -> list[ev.StateChange]:
+    def _emit(self, asset: str) -> list[ev.StateChange | ev.DeadLetter]:
         pending = self._pending.pop(asset)
         snap = self._snapshot.get(asset, {})
-        if "state" not in snap:  # nothing to say until the state itself is known
+        needed = self.required.get(asset, frozenset({"state"})) | {"state"}
+        if not needed <= snap.keys():  # nothing to say until every mapped part is known
             return []
-        return [
-            ev.new_state_change(
+        try:
+            change = ev.new_state_change(
                 asset=asset,
                 ts=pending.ts,
                 state=snap["state"],
-                mode=snap.get("mode") or ev.MODE_PRODUCE,
+                mode=snap.get("mode") or ev.MODE_PRODUCE,  # a map with no mode node: Produce
                 stop_reason=snap.get("stop_reason"),
                 blocked=bool(snap.get("blocked", False)),
                 starved=bool(snap.get("starved", False)),
                 ingest_ts=pending.received,
             )
-        ]
+        except ev.InvalidEvent as exc:  # state_part validates; this is the last line of defence
+            return [
+                ev.new_dead_letter(
+                    reason=f"{asset}: machine state does not fit the contract: {exc}",
+                    origin=f"opcua state of {asset}",
+                    payload=repr(snap).encode(),
+                    received_ts=pending.received,
+                )
+            ]
+        return [change]

@@ -259,11 +259,6 @@ def test_a_generated_map_round_trips_with_its_non_default_settings(tmp_path: Pat
     assert loaded.signals[-1].rollover == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the node map accepts a unit the event contract cannot carry (> 32 chars), so "
-    "every value of the signal fails later with InvalidEvent instead of a ConfigError at load",
-)
 def test_a_unit_the_event_contract_cannot_carry_is_a_config_error(tmp_path: Path) -> None:
     long_unit = "degrees Celsius at the seal jaw outlet"
     signal = f'{{node: "ns=2;i=1", asset: a/b, kind: process_value, name: t, unit: {long_unit}}}'
