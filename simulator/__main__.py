@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from simulator.model import DEFAULT_PLANT, PlantModel, load_plant
-from simulator.server import PlantServer
+from simulator.server import Fault, PlantServer
 
 
 def _start(text: str, model: PlantModel, backfill: timedelta) -> datetime:
@@ -56,6 +56,14 @@ def main() -> None:
         help="keep time still until a client monitors every variable (test bench)",
     )
     parser.add_argument("--truth", type=Path, help="write the ground truth here on exit")
+    parser.add_argument(
+        "--fault",
+        type=Fault.parse,
+        action="append",
+        default=[],
+        help="a fault on demand: kind,at=ISO[,seconds=S][,asset=PATH][,count=N] with kind "
+        "restart | clock-jump | bad-status | burst (repeatable)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
     logging.basicConfig(
@@ -73,6 +81,7 @@ def main() -> None:
         truth_path=args.truth,
         until=args.until,
         hold_until_subscribed=args.hold_until_subscribed,
+        faults=args.fault,
     )
 
     async def run() -> None:

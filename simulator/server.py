@@ -25,11 +25,11 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from asyncua import Server, ua
 from asyncua.common.node import Node
@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 NAMESPACE = "urn:asbuilt:simulator"
 TICK_S = 0.1  # wall seconds between two advances of the simulated plant
 BACKFILL_STEP = timedelta(seconds=10)  # simulated time per step while back-filling
+CLOCK_JUMP_TO = datetime(2000, 1, 1, tzinfo=UTC)  # where a faulty device clock jumps to
+_FAULTABLE = frozenset({"ProcessedCount", "DefectiveCount", "State"})
 
 _STATUS = {
     "good": ua.StatusCodes.Good,
@@ -142,6 +144,7 @@ class PlantServer:
         truth_path: Path | None = None,
         until: datetime | None = None,
         hold_until_subscribed: bool = False,
+        faults: Sequence[Fault] = (),
     ) -> None:
         self.model = model
         self.endpoint = f"opc.tcp://{host}:{port}/asbuilt/"
@@ -152,6 +155,8 @@ class PlantServer:
         self.until = until  # stop advancing here (keep serving): a run with a known end
         # The test bench: keep time still until a client subscribed, so it sees every change.
         self.hold_until_subscribed = hold_until_subscribed
+        self.faults = list(faults)
+        self._last: dict[ua.NodeId, ua.DataValue] = {}  # what a restarted server serves again
         self.plant = Plant(model, self.start)
         self.server = Server()
         self.ns = 0
@@ -245,22 +250,38 @@ class PlantServer:
 
     async def apply(self, changes: list[Write | Occurrence]) -> None:
         """Publish what the plant did: variable writes and events, in source-time order."""
-        received = datetime.now(UTC)
         for change in changes:
             if isinstance(change, Write):
                 dv = ua.DataValue(
                     self._variant(change),
-                    StatusCode=ua.StatusCode(_STATUS[change.quality]),
-                    SourceTimestamp=change.ts,
-                    ServerTimestamp=received,
+                    StatusCode=ua.StatusCode(self._status(change)),
+                    SourceTimestamp=self._device_time(change.ts),
+                    ServerTimestamp=change.ts,  # the server's clock runs in simulated time too
                 )
-                await self.server.write_attribute_value(
-                    node_id(self.ns, change.asset, change.variable), dv
-                )
+                nid = node_id(self.ns, change.asset, change.variable)
+                await self.server.write_attribute_value(nid, dv)
+                self._last[nid] = dv
                 self.writes += 1
             else:
                 await self._fire(change)
                 self.occurrences += 1
+
+    def _device_time(self, ts: datetime) -> datetime:
+        for fault in self.faults:
+            if fault.kind == "clock-jump" and fault.active(ts):
+                return CLOCK_JUMP_TO + (ts - fault.at)
+        return ts
+
+    def _status(self, write: Write) -> int:
+        for fault in self.faults:
+            if (
+                fault.kind == "bad-status"
+                and fault.asset == write.asset
+                and write.variable in _FAULTABLE
+                and fault.active(write.ts)
+            ):
+                return int(ua.StatusCodes.BadSensorFailure)
+        return int(_STATUS[write.quality])
 
     async def _fire(self, occurrence: Occurrence) -> None:
         gen = self._events[occurrence.type]
@@ -293,22 +314,89 @@ class PlantServer:
                 return
             await asyncio.sleep(0.05)
 
+    async def _open(self) -> None:
+        """Build the address space and serve it; after a restart, with the values it had."""
+        self.server = Server()
+        self._events.clear()
+        await self.build()
+        await self.server.start()
+        if self._last:
+            for nid, dv in self._last.items():
+                await self.server.write_attribute_value(nid, dv)
+        else:
+            await self.apply(list(self.plant.initial()))
+        logger.info("serving %d assets at %s", len(self._assets), self.endpoint)
+
+    async def _advance(self, target: datetime) -> None:
+        """Move simulated time to ``target``, triggering the faults on the way."""
+        for fault in self.faults:
+            end = fault.at + timedelta(seconds=fault.seconds)
+            for when in (fault.at, end) if fault.kind == "bad-status" else (fault.at,):
+                if fault.kind == "clock-jump" or not self.sim_now < when <= target:
+                    continue
+                await self.apply(self.plant.advance(when))
+                self.sim_now = when
+                if fault.kind == "restart":
+                    await self._restart(fault)
+                elif fault.kind == "burst":
+                    await self._burst(fault)
+                else:  # a sensor fails (or recovers): its status changes at once
+                    await self._restamp(fault, bad=when == fault.at)
+        if target > self.sim_now:
+            await self.apply(self.plant.advance(target))
+            self.sim_now = target
+
+    async def _restart(self, fault: Fault) -> None:
+        logger.warning("fault: server restart at %s (down %.1f s)", fault.at, fault.seconds)
+        await self.server.stop()
+        await asyncio.sleep(fault.seconds)
+        await self._open()
+
+    async def _restamp(self, fault: Fault, *, bad: bool) -> None:
+        assert fault.asset is not None
+        when = fault.at if bad else fault.at + timedelta(seconds=fault.seconds)
+        logger.warning(
+            "fault: %s of %s %s", "bad status" if bad else "good again", fault.asset, when
+        )
+        status = ua.StatusCodes.BadSensorFailure if bad else ua.StatusCodes.Good
+        for variable in sorted(_FAULTABLE):
+            nid = node_id(self.ns, fault.asset, variable)
+            old = self._last[nid]
+            dv = ua.DataValue(
+                old.Value,
+                StatusCode=ua.StatusCode(status),
+                SourceTimestamp=when,
+                ServerTimestamp=when,
+            )
+            await self.server.write_attribute_value(nid, dv)
+            self._last[nid] = dv
+
+    async def _burst(self, fault: Fault) -> None:
+        """A burst: one process value of ``fault.asset`` changes ``fault.count`` times at once."""
+        assert fault.asset is not None
+        signal = self.model.assets[fault.asset].signals[0]
+        logger.warning("fault: burst of %d changes of %s.%s", fault.count, fault.asset, signal.name)
+        for i in range(fault.count):
+            dv = ua.DataValue(
+                ua.Variant(float(i), ua.VariantType.Double),
+                StatusCode=ua.StatusCode(ua.StatusCodes.Good),
+                SourceTimestamp=fault.at + timedelta(microseconds=i + 1),
+                ServerTimestamp=fault.at + timedelta(microseconds=i + 1),
+            )
+            await self.server.write_attribute_value(node_id(self.ns, fault.asset, signal.name), dv)
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Serve until ``stop`` is set: back-fill first, then advance with the (scaled) clock."""
         stop = stop or asyncio.Event()
-        await self.build()
         loop = asyncio.get_running_loop()
-        async with self.server:
-            await self.apply(list(self.plant.initial()))
-            logger.info("serving %d assets at %s", len(self._assets), self.endpoint)
+        await self._open()
+        try:
             if self.hold_until_subscribed:
                 await self._wait_for_subscriber(stop)
             live_from = self.start + self.backfill
             while self.sim_now < live_from and not stop.is_set():
                 # Back-fill in small steps, yielding so subscriptions publish between them.
-                target = min(self.sim_now + BACKFILL_STEP, live_from)
-                await self.apply(self.plant.advance(target))
-                self.sim_now = target
+                await self._advance(min(self.sim_now + BACKFILL_STEP, live_from))
                 await asyncio.sleep(0)
             if self.backfill:
                 logger.info("back-filled %s of history; live from %s", self.backfill, live_from)
@@ -317,14 +405,53 @@ class PlantServer:
                 target = sim0 + timedelta(seconds=(loop.time() - wall0) * self.speed)
                 if self.until is not None and target >= self.until:
                     if self.sim_now < self.until:
-                        await self.apply(self.plant.advance(self.until))
-                        self.sim_now = self.until
+                        await self._advance(self.until)
                         logger.info("holding at %s (--until); still serving", self.until)
                     target = self.until
-                if target > self.sim_now:
-                    await self.apply(self.plant.advance(target))
-                    self.sim_now = target
+                await self._advance(target)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), TICK_S)
+        finally:
+            await self.server.stop()
             if self.truth_path is not None:
                 self.plant.truth.write_jsonl(self.truth_path)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault on demand (the test bench), at simulated time ``at``.
+
+    - ``restart``: the server stops, stays down ``seconds`` (wall), and comes back with the
+      values it had (sessions and subscriptions are gone: clients must reconnect).
+    - ``clock-jump``: for ``seconds`` (simulated) the device clock reads 2000-01-01: source
+      timestamps are wrong, the server's own timestamps are right.
+    - ``bad-status``: for ``seconds`` the counters and state of ``asset`` read BadSensorFailure.
+    - ``burst``: one process value of ``asset`` changes ``count`` times at once.
+    """
+
+    kind: Literal["restart", "clock-jump", "bad-status", "burst"]
+    at: datetime
+    seconds: float = 0.0
+    asset: str | None = None
+    count: int = 500
+
+    def active(self, ts: datetime) -> bool:
+        return self.at <= ts < self.at + timedelta(seconds=self.seconds)
+
+    def __post_init__(self) -> None:
+        if self.kind in ("bad-status", "burst") and not self.asset:
+            msg = f"a {self.kind} fault needs asset=PATH"
+            raise ValueError(msg)
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        """``kind,at=ISO[,seconds=S][,asset=PATH][,count=N]``."""
+        kind, *pairs = text.split(",")
+        values = dict(pair.split("=", 1) for pair in pairs)
+        return cls(
+            kind=kind,  # type: ignore[arg-type]
+            at=datetime.fromisoformat(values["at"]),
+            seconds=float(values.get("seconds", 0)),
+            asset=values.get("asset"),
+            count=int(values.get("count", 500)),
+        )

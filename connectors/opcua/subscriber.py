@@ -216,9 +216,12 @@ class OpcUaConnector:
         received = datetime.now(UTC)
         out: list[ev.Event | ev.DeadLetter] = []
         # A publish response groups notifications by monitored item, not by time: put the data
-        # changes back in source-time order, so one asset's events go out in the order they
-        # happened and the parts of one machine-state change meet in the assembler.
-        changes = sorted((i for i in batch if isinstance(i, DataChangeEvent)), key=_source_time)
+        # changes back in time order (the time each event will carry), so one asset's events go
+        # out in the order they happened and the parts of one state change meet in the assembler.
+        changes = sorted(
+            (i for i in batch if isinstance(i, DataChangeEvent)),
+            key=lambda item: self._event_time(item, received),
+        )
         for change in changes:
             self.stats.notifications += 1
             out += self._datachange(change, received, now)
@@ -231,6 +234,16 @@ class OpcUaConnector:
         out += self.assembler.flush(now)
         self._emit(out)
         self.stats.tick()
+
+    def _event_time(self, item: DataChangeEvent, received: datetime) -> datetime:
+        """The time the event will carry (the timestamp policy applied): the sort key."""
+        dv = item.data.monitored_item.Value
+        for ts in (dv.SourceTimestamp, dv.ServerTimestamp) if dv is not None else ():
+            aware = _aware(ts)
+            if self.policy.plausible(aware, received):
+                assert aware is not None
+                return aware
+        return received
 
     def _datachange(
         self, item: DataChangeEvent, received: datetime, now: float
@@ -278,14 +291,6 @@ class OpcUaConnector:
         self.stats.events_out += len(events)
         self.stats.dead_letters += sum(isinstance(e, ev.DeadLetter) for e in events)
         self.sink(events)
-
-
-_NO_TIME = datetime.min.replace(tzinfo=UTC)
-
-
-def _source_time(item: DataChangeEvent) -> datetime:
-    dv = item.data.monitored_item.Value
-    return (_aware(dv.SourceTimestamp) if dv is not None else None) or _NO_TIME
 
 
 def _aware(ts: datetime | None) -> datetime | None:

@@ -76,16 +76,17 @@ def consume_all(bootstrap: str, prefix: str) -> dict[str, list[ev.Event | ev.Dea
     return out
 
 
-@pytest.fixture(scope="module")
-def plant_run(local_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """One 20-minute simulated run through a connector, shared by the tests of this module."""
-    work = tmp_path_factory.mktemp("plant")
+def run_plant(
+    bootstrap: str, work: Path, sim_args: list[str] | None = None, span: timedelta = SPAN
+) -> Run:
+    """Run the simulator from START for ``span`` through one connector into fresh topics; wait
+    until everything is delivered; return the ground truth and what Kafka holds."""
     port = free_port()
-    prefix = f"c{os.getpid()}_"
-    kafka.ensure_topics(local_stack.bootstrap, topics.all_topics(prefix), partitions=3)
+    prefix = f"c{os.getpid()}_{work.name}_"
+    kafka.ensure_topics(bootstrap, topics.all_topics(prefix), partitions=3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASBUILT_")} | {
         "ASBUILT_HOME": str(work / ".asbuilt"),
-        "ASBUILT_KAFKA_BOOTSTRAP": local_stack.bootstrap,
+        "ASBUILT_KAFKA_BOOTSTRAP": bootstrap,
     }
     sim_log, conn_log = work / "simulator.log", work / "connector.log"
     truth_path, metrics = work / "truth.jsonl", work / "metrics.json"
@@ -93,8 +94,8 @@ def plant_run(local_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> R
         sim = subprocess.Popen(
             [
                 sys.executable, "-m", "simulator", "--port", str(port), "--speed", str(SPEED),
-                "--start", START.isoformat(), "--until", (START + SPAN).isoformat(),
-                "--truth", str(truth_path), "--hold-until-subscribed",
+                "--start", START.isoformat(), "--until", (START + span).isoformat(),
+                "--truth", str(truth_path), "--hold-until-subscribed", *(sim_args or []),
             ],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
@@ -110,16 +111,21 @@ def plant_run(local_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> R
                 stdout=out, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
         try:
-            _wait_for(sim_log, "holding at", sim, 120)
-            # Everything the simulator did is out; wait until the connector has delivered it.
+            _wait_for(sim_log, "holding at", sim, 180)
+            # Everything the simulator did is out; wait until the connector, connected, has
+            # delivered it (steady for 2 s with an empty spool).
             last, steady = -1, 0
-            while steady < 4:
+            deadline = time.monotonic() + 120
+            while steady < 4 and time.monotonic() < deadline:
                 time.sleep(0.5)
                 report = json.loads(metrics.read_text()) if metrics.exists() else {}
+                connected = report.get("connector", {}).get("connected", False)
                 delivered = report.get("publisher", {}).get("delivered_total", -1)
                 depth = report.get("publisher", {}).get("spool_depth", 1)
-                steady = steady + 1 if delivered == last and depth == 0 else 0
+                quiet = connected and delivered == last and depth == 0
+                steady = steady + 1 if quiet else 0
                 last = delivered
+            assert steady >= 4, f"the connector never settled: {report}"
         finally:
             conn.send_signal(signal.SIGTERM)
             conn.wait(timeout=30)
@@ -128,9 +134,15 @@ def plant_run(local_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> R
         sim.wait(timeout=30)
     return Run(
         truth=Truth.read_jsonl(truth_path),
-        events=consume_all(local_stack.bootstrap, prefix),
+        events=consume_all(bootstrap, prefix),
         metrics=json.loads(metrics.read_text()),
     )
+
+
+@pytest.fixture(scope="module")
+def plant_run(local_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """One 20-minute simulated run through a connector, shared by the tests of this module."""
+    return run_plant(local_stack.bootstrap, tmp_path_factory.mktemp("plant"))
 
 
 def _by_asset(events: list[ev.Event | ev.DeadLetter]) -> dict[str, list[ev.Event]]:
