@@ -2,6 +2,7 @@
 # Install what asbuilt needs, idempotently, with a line per step and its time:
 #   1. uv (pinned, from PyPI) in .tools/   2. the locked Python environment in .venv/
 #   3. PostgreSQL + TimescaleDB from Debian's archive (skipped when ASBUILT_DB_DSN is set)
+#   4. node-opcua (npm, pinned) in tests/interop/node_modules/ for the OPC UA interoperability test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,3 +54,29 @@ if [ -n "${ASBUILT_DB_DSN:-}" ]; then
 else
   step "PostgreSQL + TimescaleDB (built once, then only checked)" bash infra/install-timescaledb.sh >/dev/null
 fi
+
+# 4. node-opcua (pinned by tests/interop/package-lock.json, from the npm registry): the OPC UA
+#    server that is not asyncua, for the connector's interoperability test. `npm ci` runs only
+#    when the lockfile or Node.js changed since the last install (a stamp in node_modules/).
+install_interop() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    say "the OPC UA interoperability test (tests/interop, node-opcua) needs Node.js and npm;"
+    say "fix: install nodejs and npm (apt-get install nodejs npm), then run make again"
+    return 1
+  fi
+  local major stamp want
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then
+    say "node-opcua (tests/interop) needs Node.js >= 20; found $(node --version)."
+    say "fix: install nodejs 20 or newer (e.g. Debian 13's nodejs), then run make again"
+    return 1
+  fi
+  stamp=tests/interop/node_modules/.asbuilt-stamp
+  want="$(sha256sum tests/interop/package-lock.json | cut -d' ' -f1) node $(node --version)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0  # up to date
+  fi
+  (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || return 1
+  printf '%s\n' "$want" >"$stamp"
+}
+step "node-opcua for the OPC UA interoperability test (npm ci in tests/interop)" install_interop

@@ -40,7 +40,10 @@ logger = logging.getLogger(__name__)
 Sink = Callable[[Sequence[ev.Event | ev.DeadLetter]], None]
 MAX_BATCH = 5000
 STATE_KINDS = frozenset({"state", "mode", "stop_reason", "blocked", "starved"})
-SERVER_QUEUE = 1000  # per monitored item: a burst of 1000 changes between two publishes is kept
+SERVER_QUEUE = 1000
+SUBSCRIBE_CHUNK = 1000  # monitored items created per request
+REQUEST_TIMEOUT_S = 30.0
+WATCHDOG_S = 10.0  # per monitored item: a burst of 1000 changes between two publishes is kept
 
 
 @dataclass
@@ -97,7 +100,11 @@ class OpcUaConnector:
         backoff = 0.5
         while not stop.is_set():
             try:
-                async with Client(self.endpoint, timeout=4) as client:
+                # Generous timeouts: a server busy with tens of thousands of items answers the
+                # 1 s default keep-alive probe too late, and the session would drop forever.
+                async with Client(
+                    self.endpoint, timeout=REQUEST_TIMEOUT_S, watchdog_intervall=WATCHDOG_S
+                ) as client:
                     self.stats.connected = True
                     backoff = 0.5
                     await self._session(client, stop)
@@ -151,10 +158,12 @@ class OpcUaConnector:
             if signal.kind in STATE_KINDS:
                 parts.setdefault(signal.asset, set()).add(signal.kind)
         self.assembler.required = {asset: frozenset(kinds) for asset, kinds in parts.items()}
-        handles = await sub.subscribe_data_change(
-            nodes, queuesize=SERVER_QUEUE, sampling_interval=0
-        )
-        results = handles if isinstance(handles, list) else [handles]
+        results: list[Any] = []
+        for start in range(0, len(nodes), SUBSCRIBE_CHUNK):  # big requests time out on busy servers
+            chunk = await sub.subscribe_data_change(
+                nodes[start : start + SUBSCRIBE_CHUNK], queuesize=SERVER_QUEUE, sampling_interval=0
+            )
+            results += chunk if isinstance(chunk, list) else [chunk]
         for node, signal, handle in zip(nodes, signals, results, strict=True):
             if isinstance(handle, ua.StatusCode):
                 dead.append(

@@ -134,7 +134,7 @@ def state_part(n: Notification) -> tuple[str, Any] | str:
         return f"a unit mode must be a number or a name of 1-256 characters, got {value!r}"
     if kind == "stop_reason":
         code = str(value) if _is_int(value) else value
-        if code is None or code == "":
+        if code is None or code == "" or code == "0":  # PackTags StopReason 0: no reason
             return "stop_reason", None
         if isinstance(code, str) and _fits(code, ev.ReasonCode):
             return "stop_reason", code

@@ -149,7 +149,7 @@ def test_a_unit_mode_of_the_wrong_type_is_dead_lettered(value: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "reason"), [("", None), (None, None), ("100.20", "100.20"), (7, "7")]
+    ("value", "reason"), [("", None), (None, None), (0, None), ("100.20", "100.20"), (7, "7")]
 )
 def test_stop_reason_empty_means_none(value: Any, reason: str | None) -> None:
     assert clean_part(note(sig("stop_reason"), value)) == ("stop_reason", reason)
