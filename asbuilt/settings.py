@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     - ``ASBUILT_DASHBOARD_PORT``: port of the Streamlit dashboards.
     - ``ASBUILT_OPCUA_ENDPOINT``: an OPC UA server to connect to; unset runs the simulated plant.
     - ``ASBUILT_NODE_MAP``: the node map (YAML) of that server; unset browses it (asbuilt model).
-    - ``ASBUILT_CONNECTORS``: connector processes sharing the node map (one partition each).
+    - ``ASBUILT_CONNECTORS``: connector processes sharing the node map (one partition each);
+      0 runs no connector and no simulator (the database and the broker only).
     - ``ASBUILT_SIM_PORT``: OPC UA port of the simulated plant.
     - ``ASBUILT_SIM_SPEED``: simulated seconds per real second.
     - ``ASBUILT_SIM_START``: simulated start (ISO time), ``now``, or ``last-shift`` (the start of
@@ -61,7 +62,7 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
     opcua_endpoint: str | None = None
     node_map: Path | None = None
-    connectors: int = Field(default=1, ge=1, le=64)
+    connectors: int = Field(default=1, ge=0, le=64)
     sim_port: int = Field(default=48400, ge=1, le=65535)
     sim_speed: float = Field(default=60.0, gt=0)
     sim_start: str = "last-shift"

@@ -106,7 +106,7 @@ def infrastructure(settings: Settings) -> list[Managed]:
 def build(settings: Settings) -> list[Managed]:
     """The services of the stack, in start order."""
     services = infrastructure(settings)
-    if settings.opcua_endpoint is None:
+    if settings.opcua_endpoint is None and settings.connectors > 0:
         services.append(_simulator(settings))
     services += [_connector(settings, i) for i in range(settings.connectors)]
     return services
