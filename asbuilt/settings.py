@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     - ``ASBUILT_SIM_BACKFILL_HOURS``: history the simulator plays first, as fast as it can.
     - ``ASBUILT_PLANT_MODEL``: the plant model (YAML); unset uses the default OSD plant.
     - ``ASBUILT_RETENTION_DAYS``: drop raw time-series chunks older than this; unset keeps all.
+    - ``ASBUILT_START_TIMEOUT_S``: how long a starting service may take to become healthy.
     - ``ASBUILT_LOG_LEVEL``: logging level of the entry points.
     """
 
@@ -69,6 +70,7 @@ class Settings(BaseSettings):
     sim_backfill_hours: float = Field(default=0.0, ge=0)
     plant_model: Path | None = None
     retention_days: int | None = Field(default=None, ge=1)
+    start_timeout_s: float = Field(default=60.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("log_level", mode="before")

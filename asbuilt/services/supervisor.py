@@ -31,7 +31,6 @@ from asbuilt.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-HEALTH_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 MAX_RESTARTS = 5  # within RESTART_WINDOW_S; after that the service is reported as failed
 RESTART_WINDOW_S = 300.0
@@ -230,7 +229,7 @@ class Supervisor:
         self.write_state()
 
     def _wait_healthy(self, svc: Managed) -> None:
-        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        deadline = time.monotonic() + self.settings.start_timeout_s
         last = ""
         while time.monotonic() < deadline:
             if svc.proc is not None and svc.proc.poll() is not None:
@@ -247,7 +246,10 @@ class Supervisor:
                 time.sleep(0.1)
                 continue
             return
-        msg = f"{svc.name} did not become healthy within {HEALTH_TIMEOUT_S:.0f} s: {last}"
+        msg = (
+            f"{svc.name} did not become healthy within {self.settings.start_timeout_s:.0f} s "
+            f"(ASBUILT_START_TIMEOUT_S): {last}"
+        )
         svc.last_error = msg
         raise ServiceError(msg)
 

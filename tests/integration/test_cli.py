@@ -147,7 +147,10 @@ def test_foreground_up_stops_everything_on_ctrl_c(env: dict[str, str]) -> None:
 def test_ctrl_c_while_starting_stops_what_was_started(env: dict[str, str]) -> None:
     """An external Kafka that never answers keeps the start waiting; Ctrl-C then must not leave
     the database that was already started running, and status must say it was never ready."""
-    env = env | {"ASBUILT_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}  # nobody listens there
+    env = env | {
+        "ASBUILT_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",  # nobody listens there
+        "ASBUILT_START_TIMEOUT_S": "600",  # the start waits for it until interrupted
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "asbuilt.cli", "up"], env=env, stderr=subprocess.PIPE, text=True
     )
