@@ -96,6 +96,9 @@ def up(
                 settings, stack.build(settings), periodic=stack.housekeeping(settings)
             )
             # While starting, Ctrl-C or SIGTERM interrupts the start (which stops what it began).
+            # SIGINT too, explicitly: a process started in the background of a script inherits
+            # SIGINT ignored, and the supervisor must still answer it.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.default_int_handler)
             _say(f"starting the stack (state in {settings.home_dir})")
             supervisor.start_all(progress=_say)
