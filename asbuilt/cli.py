@@ -24,11 +24,12 @@ from pydantic import ValidationError
 
 from asbuilt import db, migrations
 from asbuilt import doctor as doctor_checks
-from asbuilt.errors import AsbuiltError, ConfigError, ServiceError
+from asbuilt.errors import AsbuiltError, ConfigError
 from asbuilt.services import stack
 from asbuilt.services.postgres import EmbeddedPostgres
 from asbuilt.services.supervisor import (
     Supervisor,
+    already_running,
     pid_file,
     read_state,
     running_supervisor,
@@ -122,11 +123,7 @@ def up(
 def _up_detached(settings: Settings) -> None:
     other = running_supervisor(settings)
     if other:
-        msg = (
-            f"the asbuilt stack of {settings.home_dir} is already running (supervisor pid "
-            f"{other}): see `asbuilt status`, stop it with `asbuilt down`"
-        )
-        raise _fail(ServiceError(msg))
+        raise _fail(already_running(settings, other))
     try:
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

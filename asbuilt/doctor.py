@@ -16,7 +16,12 @@ from asbuilt import kafka
 from asbuilt.errors import AsbuiltError
 from asbuilt.services import stack
 from asbuilt.services.broker import tansu_binary
-from asbuilt.services.postgres import cluster_os_user, find_bindir, locate_cluster
+from asbuilt.services.postgres import (
+    cluster_os_user,
+    find_bindir,
+    locate_cluster,
+    nearest_existing,
+)
 from asbuilt.services.supervisor import listener_of, port_in_use, running_supervisor
 from asbuilt.settings import Settings
 
@@ -176,26 +181,20 @@ def check_home(settings: Settings) -> Iterator[Check]:
     home = settings.home_dir
 
     def writable() -> str:
-        existing = home
-        while not existing.exists():  # it is created on the first `up`; doctor creates nothing
-            existing = existing.parent
+        existing = nearest_existing(home)  # created on the first `up`; doctor creates nothing
         if not os.access(existing, os.W_OK | os.X_OK):
             msg = f"{existing} is not writable, so {home} cannot be used"
             raise OSError(msg)
         return str(home) if home.exists() else f"{home} (created on the first `asbuilt up`)"
 
     yield _guard("state directory", writable, "set ASBUILT_HOME to a writable folder")
-    existing = home
-    while not existing.exists():
-        existing = existing.parent
-    if existing.exists():
-        free = shutil.disk_usage(existing).free
-        yield Check(
-            "disk space",
-            free >= MIN_FREE_BYTES,
-            f"{free / 1024**3:.1f} GiB free under {home}",
-            "free some disk space or set ASBUILT_HOME to a larger disk",
-        )
+    free = shutil.disk_usage(nearest_existing(home)).free
+    yield Check(
+        "disk space",
+        free >= MIN_FREE_BYTES,
+        f"{free / 1024**3:.1f} GiB free under {home}",
+        "free some disk space or set ASBUILT_HOME to a larger disk",
+    )
 
 
 def run(settings: Settings) -> list[Check]:

@@ -163,10 +163,7 @@ class PlantServer:
         self._assets: dict[str, _Asset] = {}
         self._vtypes: dict[tuple[str, str], ua.VariantType] = {}
         self._events: dict[str, EventGenerator] = {}
-        self._plant_node: Node | None = None
         self.sim_now = self.start
-        self.writes = 0
-        self.occurrences = 0
 
     # -- address space -----------------------------------------------------------------------
 
@@ -181,7 +178,6 @@ class PlantServer:
             ua.NodeId("Plant", self.ns), ua.QualifiedName("Plant", self.ns)
         )
         await plant.add_property(self.ns, "StateNumbering", self.model.state_numbering)
-        self._plant_node = plant
         folders: dict[str, Node] = {"": plant}
         for path in self.plant.assets():
             parent = folders[""]
@@ -261,10 +257,8 @@ class PlantServer:
                 nid = node_id(self.ns, change.asset, change.variable)
                 await self.server.write_attribute_value(nid, dv)
                 self._last[nid] = dv
-                self.writes += 1
             else:
                 await self._fire(change)
-                self.occurrences += 1
 
     def _device_time(self, ts: datetime) -> datetime:
         for fault in self.faults:

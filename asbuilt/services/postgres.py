@@ -61,16 +61,20 @@ def cluster_os_user() -> str | None:
     return "postgres"
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest ancestor that does."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 def _reachable_by(user: str, folder: Path) -> bool:
     """True when ``user`` could reach ``folder``: its nearest existing ancestor is searchable.
 
     The folders below it do not exist yet; they will be created by us (mode 755) and the last
     one handed to ``user``.
     """
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    probe = subprocess.run(["test", "-x", str(existing)], user=user, check=False)
+    probe = subprocess.run(["test", "-x", str(nearest_existing(folder))], user=user, check=False)
     return probe.returncode == 0
 
 

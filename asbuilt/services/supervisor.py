@@ -427,6 +427,14 @@ def running_supervisor(settings: Settings) -> int | None:
         os.close(fd)
 
 
+def already_running(settings: Settings, pid: int | None) -> ServiceError:
+    msg = (
+        f"the asbuilt stack of {settings.home_dir} is already running "
+        f"(supervisor pid {pid}): see `asbuilt status`, stop it with `asbuilt down`"
+    )
+    return ServiceError(msg)
+
+
 @contextlib.contextmanager
 def pid_file(settings: Settings) -> Iterator[None]:
     """Hold ``run/supervisor.pid`` (an exclusive lock) while a supervisor runs; refuse a second.
@@ -441,12 +449,7 @@ def pid_file(settings: Settings) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        other = running_supervisor(settings)
-        msg = (
-            f"the asbuilt stack of {settings.home_dir} is already running "
-            f"(supervisor pid {other}): see `asbuilt status`, stop it with `asbuilt down`"
-        )
-        raise ServiceError(msg) from None
+        raise already_running(settings, running_supervisor(settings)) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     try:

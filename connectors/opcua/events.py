@@ -13,24 +13,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from asbuilt import events as ev
-from connectors.opcua.translate import TimestampPolicy
-
-EVENT_TYPE_NAMES = ("BatchEventType", "MaterialEventType", "PlantAlarmEventType")
+from connectors.opcua.translate import TimestampPolicy, aware
 
 
 def _text(value: Any) -> str:
     text = getattr(value, "Text", value)  # LocalizedText or str
     return "" if text is None else str(text)
-
-
-def _aware(ts: Any) -> datetime | None:
-    if not isinstance(ts, datetime) or ts.year < 1602:
-        return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 _OWN_FIELDS = {  # a field only that kind of event carries
@@ -101,7 +93,7 @@ def translate_event(
         return [
             ev.new_dead_letter(reason=reason, origin=origin, payload=payload, received_ts=received)
         ]
-    ts = _aware(fields.get("Time"))
+    ts = aware(fields.get("Time"))
     if not policy.plausible(ts, received):
         when = "missing" if ts is None else ts.isoformat()
         reason = f"{asset}: {kind} event time {when} is implausible; used receive time"

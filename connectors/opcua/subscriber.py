@@ -31,6 +31,7 @@ from connectors.opcua.translate import (
     Notification,
     StateAssembler,
     TimestampPolicy,
+    aware,
     event_time,
     translate,
 )
@@ -248,10 +249,10 @@ class OpcUaConnector:
         """The time the event will carry (the timestamp policy applied): the sort key."""
         dv = item.data.monitored_item.Value
         for ts in (dv.SourceTimestamp, dv.ServerTimestamp) if dv is not None else ():
-            aware = _aware(ts)
-            if self.policy.plausible(aware, received):
-                assert aware is not None
-                return aware
+            stamp = aware(ts)
+            if self.policy.plausible(stamp, received):
+                assert stamp is not None
+                return stamp
         return received
 
     def _datachange(
@@ -267,8 +268,8 @@ class OpcUaConnector:
             status_code=int(dv.StatusCode.value)
             if dv is not None and dv.StatusCode is not None
             else 0,
-            source_ts=_aware(dv.SourceTimestamp) if dv is not None else None,
-            server_ts=_aware(dv.ServerTimestamp) if dv is not None else None,
+            source_ts=aware(dv.SourceTimestamp) if dv is not None else None,
+            server_ts=aware(dv.ServerTimestamp) if dv is not None else None,
             received=received,
         )
         try:
@@ -300,12 +301,6 @@ class OpcUaConnector:
         self.stats.events_out += len(events)
         self.stats.dead_letters += sum(isinstance(e, ev.DeadLetter) for e in events)
         self.sink(events)
-
-
-def _aware(ts: datetime | None) -> datetime | None:
-    if ts is None or ts.year < 1602:  # OPC UA's "no time" is 1601-01-01
-        return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _unmapped(signal: Signal, reason: str, received: datetime) -> ev.DeadLetter:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -61,6 +61,14 @@ class TimestampPolicy:
             return received - self.max_age <= ts <= received + self.max_future
         except OverflowError:  # a bound beyond year 9999 is no bound
             return (ts - received <= self.max_future) and (received - ts <= self.max_age)
+
+
+def aware(ts: Any) -> datetime | None:
+    """A transport timestamp as a timezone-aware datetime; None for none (OPC UA's "no time"
+    is 1601-01-01) or for anything that is not a datetime."""
+    if not isinstance(ts, datetime) or ts.year < 1602:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def event_time(n: Notification, policy: TimestampPolicy) -> tuple[datetime, str | None]:

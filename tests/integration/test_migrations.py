@@ -9,20 +9,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from asbuilt import migrations
+from asbuilt import db, migrations
 from asbuilt.errors import MigrationError
 
 pytestmark = pytest.mark.integration
-
-RAW_TABLES = {
-    "equipment_states",
-    "counter_samples",
-    "process_values",
-    "alarms",
-    "batch_events",
-    "material_movements",
-    "dead_letters",
-}
 
 
 def _sql_copy(tmp_path: Path) -> Path:
@@ -42,7 +32,7 @@ def test_fresh_database_gets_every_raw_table_as_a_hypertable(empty_db_dsn: str) 
         recorded = conn.execute(
             "SELECT name, checksum FROM asbuilt_meta.schema_migrations ORDER BY version"
         ).fetchall()
-    assert hypertables >= RAW_TABLES
+    assert hypertables >= set(db.RAW_TABLES)
     numbered, _ = migrations.discover()
     assert recorded == [(m.name, m.checksum) for m in numbered]
 
