@@ -35,6 +35,7 @@ TYPE_KINDS = {
     "MaterialEventType": "material",
     "PlantAlarmEventType": "alarm",
 }
+EVENT_TYPE_NAMES = tuple(TYPE_KINDS)
 
 
 def _present(value: Any) -> bool:
