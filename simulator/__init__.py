@@ -1,7 +1,7 @@
 """The simulated pharma plant: a pure, deterministic core (plant model + engine) and, around it,
 the OPC UA server that exposes it.
 
-- :mod:`simulator.model` -- the YAML plant model (ISA-95 equipment, machine behaviour, shift
+- :mod:`asbuilt.plant` -- the YAML plant model (ISA-95 equipment, machine behaviour, shift
   calendar, ISA-88 recipes, materials and lots), validated into frozen pydantic models;
 - :mod:`simulator.engine` -- :class:`~simulator.engine.Plant`, which turns a model, a seed and a
   start time into the OPC UA variable writes and events a real plant would produce;

@@ -9,7 +9,7 @@ import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from simulator.model import DEFAULT_PLANT, PlantModel, load_plant
+from asbuilt.plant import DEFAULT_PLANT, PlantModel, load_plant
 from simulator.server import Fault, PlantServer
 
 

@@ -1,6 +1,6 @@
 """The plant's behaviour: a deterministic, discrete-time (1 s tick) simulation with no I/O.
 
-:class:`Plant` turns a :class:`~simulator.model.PlantModel`, its seed and a start instant into
+:class:`Plant` turns a :class:`~asbuilt.plant.PlantModel`, its seed and a start instant into
 what a real plant's OPC UA servers would say: :class:`Write` (a variable takes a new value) and
 :class:`Occurrence` (an event: batch, material or alarm), stamped with simulated source time.
 ``advance(until)`` returns everything in ``(now, until]``; the output depends only on the model,
@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Literal, TypeAlias
 
 from asbuilt.events import MODE_MAINTENANCE, MODE_MANUAL, MODE_PRODUCE, PACKML_STATES
-from simulator.model import (
+from asbuilt.plant import (
     AssetModel,
     CalendarStatus,
     FailureMode,

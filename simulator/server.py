@@ -37,7 +37,7 @@ from asyncua.server.event_generator import EventGenerator
 
 from asbuilt import events as ev
 from simulator.engine import Occurrence, Plant, Write
-from simulator.model import PlantModel
+from asbuilt.plant import PlantModel
 
 logger = logging.getLogger(__name__)
 

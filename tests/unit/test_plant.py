@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from simulator.model import (
+from asbuilt.plant import (
     DEFAULT_PLANT,
     MAX_ASSETS,
     PlantModel,

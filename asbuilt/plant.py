@@ -1,5 +1,8 @@
 """The plant model: one YAML file, validated into frozen pydantic models.
 
+It is the plant's master data, read by the simulator (what to simulate) and by the pipelines
+(assets, ideal cycle times, the shift calendar, stop reasons).
+
 The file describes an ISA-95 equipment hierarchy (``enterprise/site/area/cell/asset``), how each
 machine behaves (ideal cycle time, speed losses, MTBF/MTTR, minor stops, rejects, process
 values, stop reason codes), the shift calendar, the ISA-88 master recipes and the materials with
@@ -10,7 +13,7 @@ how the plant scales from ~15 to hundreds of assets.
 
 :func:`load_plant` reads and validates a file and raises :class:`PlantModelError` naming the
 file, the field and what is wrong. :func:`default_plant` is the bundled oral-solid-dose plant
-(``simulator/plant.yaml``).
+(``asbuilt/plant.yaml``).
 """
 
 from __future__ import annotations
@@ -903,5 +906,5 @@ def load_plant(path: Path | str) -> PlantModel:
 
 
 def default_plant() -> PlantModel:
-    """The bundled oral-solid-dose plant (``simulator/plant.yaml``)."""
+    """The bundled oral-solid-dose plant (``asbuilt/plant.yaml``)."""
     return load_plant(DEFAULT_PLANT)
