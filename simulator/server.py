@@ -36,8 +36,8 @@ from asyncua.common.node import Node
 from asyncua.server.event_generator import EventGenerator
 
 from asbuilt import events as ev
-from simulator.engine import Occurrence, Plant, Write
 from asbuilt.plant import PlantModel
+from simulator.engine import Occurrence, Plant, Write
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asbuilt.events import MODE_MAINTENANCE, MODE_MANUAL, MODE_PRODUCE, PACKML_STATES
-from simulator.engine import VARIABLES, Occurrence, Plant, Write
 from asbuilt.plant import PlantModel, default_plant
+from simulator.engine import VARIABLES, Occurrence, Plant, Write
 from simulator.truth import StateInterval, Truth
 
 pytestmark = pytest.mark.unit
