@@ -1,7 +1,8 @@
 """Ground truth: what the simulated plant did, for tests to compare the pipelines against.
 
 :class:`Truth` is filled by :class:`simulator.engine.Plant` as it advances: every state interval
-per asset (they tile ``[start, end)`` with no gap or overlap), the units counted in each, the
+per asset (they tile ``[start, end)`` with no gap or overlap; see below for the last one), the
+units counted in each, the
 final accumulator values, every lot movement (the genealogy edges), the raw and opening lots,
 every batch transition, alarm and resettable-counter reset. ``write_jsonl`` / ``read_jsonl``
 store it as one JSON object per line with a ``record`` field naming its type.
@@ -9,6 +10,13 @@ store it as one JSON object per line with a ``record`` field naming its type.
 A unit counted at instant ``t`` belongs to the interval whose state holds at ``t`` (the state is
 Execute in mode Produce); the last, still open interval ``[start, end)`` also owns the counts
 made at ``end`` itself.
+
+The plant simulates ``(start, end]``: the tick at ``end`` is part of the history, so a state
+change at ``end`` itself is too. Its interval is the last one and is empty, ``[end, end)``, yet
+it is kept: it holds the state the plant wrote at ``end`` (what a client of the plant saw last)
+and the units counted at ``end``. Dropping it would lose both: the state writes would no longer
+replay to the intervals and the intervals' counts would not add up to :attr:`Truth.counts`.
+Every other interval is non-empty.
 """
 
 from __future__ import annotations
@@ -190,13 +198,13 @@ class Truth:
     open: dict[str, OpenInterval] = field(default_factory=dict)
 
     def intervals(self, asset: str | None = None) -> list[StateInterval]:
-        """Every interval (the open ones end at ``end``), by asset then time."""
+        """Every interval (the open ones end at ``end``), by asset then time.
+
+        An open interval that starts at ``end`` (the state changed at the last tick) is kept,
+        empty: see the module docstring.
+        """
         out = [i for i in self.closed if asset is None or i.asset == asset]
-        out.extend(
-            o.close(self.end)
-            for a, o in self.open.items()
-            if (asset is None or a == asset) and o.start < self.end
-        )
+        out.extend(o.close(self.end) for a, o in self.open.items() if asset is None or a == asset)
         out.sort(key=lambda i: (i.asset, i.start))
         return out
 
