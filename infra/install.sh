@@ -3,6 +3,7 @@
 #   1. uv (pinned, from PyPI) in .tools/   2. the locked Python environment in .venv/
 #   3. PostgreSQL + TimescaleDB from Debian's archive (skipped when ASBUILT_DB_DSN is set)
 #   4. node-opcua (npm, pinned) in tests/interop/node_modules/ for the OPC UA interoperability test
+#   5. Debian's chromium + chromium-driver for the dashboards' browser tests (infra/install-browser.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,3 +81,7 @@ install_interop() {
   printf '%s\n' "$want" >"$stamp"
 }
 step "node-opcua for the OPC UA interoperability test (npm ci in tests/interop)" install_interop
+
+# 5. A real browser for the dashboards' end-to-end tests: Debian's chromium and chromium-driver
+#    (selenium drives /usr/bin/chromedriver). Instant when both are installed (a dpkg check).
+step "chromium + chromium-driver for the dashboards' browser tests" bash infra/install-browser.sh
