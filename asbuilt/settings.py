@@ -6,11 +6,14 @@ Build one :class:`Settings` in the entry point and pass it down; library code ne
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_PIPELINES: tuple[str, ...] = ("historian", "oee", "downtime")
 
 
 class Settings(BaseSettings):
@@ -42,6 +45,19 @@ class Settings(BaseSettings):
     - ``ASBUILT_RETENTION_DAYS``: drop raw time-series chunks older than this; unset keeps all.
     - ``ASBUILT_START_TIMEOUT_S``: how long a starting service may take to become healthy.
     - ``ASBUILT_LOG_LEVEL``: logging level of the entry points.
+    - ``ASBUILT_TOPIC_PREFIX``: prepended to every topic name the flows read and write (tests,
+      several deployments on one cluster); empty for the plain ``asbuilt.v1.*`` names.
+    - ``ASBUILT_PIPELINES``: the flows ``asbuilt up`` runs, a comma list (``historian,oee``) or
+      a JSON list; empty runs none. Flows whose module is not installed are skipped.
+    - ``ASBUILT_SNAPSHOT_INTERVAL_S``: Bytewax epoch length = recovery snapshot interval; a
+      restarted flow replays at most about this much input (idempotent sinks absorb it).
+    - ``ASBUILT_OEE_LATENESS_S``: how long an OEE minute waits for late events before closing.
+    - ``ASBUILT_OEE_CORRECTION_HORIZON_H``: how far back a later event still corrects OEE rows.
+    - ``ASBUILT_MINOR_STOP_S``: a stop shorter than this is a minor stop (idling/minor stops).
+    - ``ASBUILT_LOSS_MAPPING``: YAML mapping PackML state x mode x stop reason to a time
+      category; unset uses the documented defaults.
+    - ``ASBUILT_ALERT_RULES``: YAML alert rules; unset uses the documented defaults.
+    - ``ASBUILT_SINK_BATCH_ROWS``: most rows one database sink write (one transaction) takes.
     """
 
     model_config = SettingsConfigDict(env_prefix="ASBUILT_", extra="ignore")
@@ -72,11 +88,40 @@ class Settings(BaseSettings):
     retention_days: int | None = Field(default=None, ge=1)
     start_timeout_s: float = Field(default=60.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+    pipelines: Annotated[tuple[str, ...], NoDecode] = DEFAULT_PIPELINES
+    snapshot_interval_s: float = Field(default=2.0, gt=0)
+    oee_lateness_s: float = Field(default=120.0, ge=0)
+    oee_correction_horizon_h: float = Field(default=24.0, ge=0)
+    minor_stop_s: float = Field(default=120.0, ge=0)
+    loss_mapping: Path | None = None
+    alert_rules: Path | None = None
+    sink_batch_rows: int = Field(default=5000, ge=1)
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("pipelines", mode="before")
+    @classmethod
+    def _name_list(cls, value: object) -> object:
+        """``historian,oee`` or ``["historian", "oee"]`` (environment); a list (code)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return tuple(name.strip() for name in text.split(",") if name.strip())
+        return value
+
+    @field_validator("pipelines")
+    @classmethod
+    def _known_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [name for name in value if not name.isidentifier()]
+        if bad:
+            msg = f"pipeline names must be Python module names (e.g. historian), not {bad}"
+            raise ValueError(msg)
+        return tuple(dict.fromkeys(value))  # keep order, drop repeats
 
     @property
     def home_dir(self) -> Path:
@@ -90,6 +135,14 @@ class Settings(BaseSettings):
     @property
     def run_dir(self) -> Path:
         return self.home_dir / "run"
+
+    def recovery_dir(self, flow: str) -> Path:
+        """The Bytewax recovery store of ``flow`` (``ASBUILT_HOME/recovery/<flow>``)."""
+        return self.home_dir / "recovery" / flow
+
+    def metrics_file(self, flow: str) -> Path:
+        """Where the process ``flow`` (a pipeline) keeps its metrics JSON current."""
+        return self.run_dir / f"{flow}.metrics.json"
 
     @property
     def embedded_db(self) -> bool:

@@ -32,6 +32,7 @@ from asbuilt.events import (
 
 __all__ = [
     "ALL_TOPICS",
+    "EVENT_TOPIC_KINDS",
     "TOPIC_KINDS",
     "TOPIC_VERSION",
     "TopicKind",
@@ -65,6 +66,11 @@ _TOPIC_OF: Final[Mapping[type[Event | DeadLetter], TopicKind]] = {
     MaterialMovement: "materials",
     DeadLetter: "dead_letters",
 }
+
+EVENT_TOPIC_KINDS: Final[tuple[TopicKind, ...]] = tuple(
+    kind for t, kind in _TOPIC_OF.items() if t is not DeadLetter
+)
+"""The kinds whose topics carry contract events (what the historian reads)."""
 
 _PREFIX = re.compile(r"[A-Za-z0-9._-]*")
 _MAX_TOPIC_LENGTH: Final = 249  # Kafka's limit

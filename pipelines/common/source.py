@@ -1,0 +1,263 @@
+"""Read contract events from Kafka into a Bytewax flow: :func:`read_events`.
+
+Works as Bytewax's own :class:`~bytewax.connectors.kafka.KafkaSource` does (same partition
+listing and names, reused from it): every Kafka partition is a Bytewax input partition, assigned
+by Bytewax (no consumer group) and its offset kept in the flow's recovery store, so a restarted
+flow resumes where its last snapshot was taken (and replays at most one snapshot interval, which
+the idempotent sinks absorb). A fresh store starts at the
+beginning of each topic; :func:`asbuilt.recovery.prepare` makes a fresh store whenever the
+broker's log is new.
+
+Its partition is our own, for speed and for safety:
+
+- Decoding happens in the partition, one pass over the polled batch, and the partition emits
+  ONE item per poll: a :class:`Decoded` pair of lists. Two ``flat_map`` steps then fan the lists
+  out into the events stream and the rejected stream; Bytewax iterates those lists natively, so
+  there is no per-message Python call besides the msgspec decode itself (no
+  ``KafkaSourceMessage`` objects, no per-item branch predicate).
+- Errors the consumer reports (broker down, ...) are logged and counted, and never move the
+  resume offset. (The stock partition sets its offset from an error's offset, -1001, which a
+  snapshot would store; a resume from it would start at the *latest* offset and skip data.)
+- Polls never block (``consume(n, 0)``); an empty poll sleeps the partition for
+  :data:`IDLE_WAIT` via ``next_awake`` instead of Bytewax's 1 ms spin, so dozens of idle
+  partitions cost next to no CPU and never delay the busy ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, NamedTuple
+
+import bytewax.operators as op
+import msgspec
+from bytewax.connectors.kafka import _list_parts
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from asbuilt import events as ev
+from asbuilt import topics
+from asbuilt.settings import Settings
+from pipelines.common.metrics import METRICS
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE: Final = 5000
+"""Most messages one partition hands over per poll."""
+
+IDLE_WAIT: Final = timedelta(milliseconds=20)
+"""How long a partition that had nothing sleeps before polling again (adds at most this much
+latency to the first event after a quiet spell)."""
+
+_KAFKA_ERROR_LOG_EVERY_S: Final = 10.0
+
+_DECODE: Final = msgspec.json.Decoder(ev.Event).decode
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that is not a valid event, with where it was in Kafka.
+
+    ``dead_letter.origin`` is ``"<topic>[<partition>]@<offset>"`` and its ``received_ts`` the
+    Kafka record timestamp, so a redelivered bad message yields the same dead letter (same id,
+    same key in the ``dead_letters`` table).
+    """
+
+    dead_letter: ev.DeadLetter
+    topic: str
+    partition: int
+    offset: int
+
+
+class Decoded(NamedTuple):
+    """What one poll of one partition produced (the source's item; see the module docstring)."""
+
+    events: list[ev.Event]
+    rejected: list[Rejected]
+
+
+EVENT_KINDS: Final[tuple[topics.TopicKind, ...]] = topics.EVENT_TOPIC_KINDS
+"""Every topic kind that carries contract events (the historian reads them all)."""
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka properties of the flows' consumers (on top of Bytewax's own).
+
+    ``fetch.wait.max.ms`` 50 cuts the broker's answer time when little data flows; statistics
+    are off (the stock source parses a JSON report per partition every second for a Prometheus
+    gauge we do not serve); the prefetch queue per partition is bounded so dozens of partitions
+    cannot hold gigabytes; an offset out of range (the log was truncated under a resume offset)
+    restarts at the earliest retained record, never at the latest.
+    """
+    return settings.kafka | {
+        "fetch.wait.max.ms": 50,
+        "statistics.interval.ms": 0,
+        "queued.max.messages.kbytes": 16384,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+        "log_level": 3,  # librdkafka errors only; the partition logs what it sees itself
+    }
+
+
+def _received(timestamp: tuple[int, int]) -> datetime | None:
+    kind, ms = timestamp
+    return datetime.fromtimestamp(ms / 1000, UTC) if kind and ms >= 0 else None
+
+
+class _EventPartition(StatefulSourcePartition[Decoded, int]):
+    """One Kafka partition: poll without blocking, decode the batch, emit one Decoded.
+
+    The resume state is the next offset to read (as in Bytewax's own Kafka partition).
+    """
+
+    def __init__(
+        self, config: dict[str, Any], topic: str, part_idx: int, resume_state: int | None
+    ) -> None:
+        self._offset = OFFSET_BEGINNING if resume_state is None else resume_state
+        self._consumer = Consumer(config)
+        # assign(), not subscribe(): no consumer group, Bytewax owns the partition.
+        self._consumer.assign([TopicPartition(topic, part_idx, self._offset)])
+        self._topic = topic
+        self._part_idx = part_idx
+        self._awake: datetime | None = None
+        self._last_error_log = 0.0
+
+    def next_batch(self) -> list[Decoded]:
+        METRICS.beat()
+        msgs = self._consumer.consume(BATCH_SIZE, 0)
+        if not msgs:
+            self._awake = datetime.now(UTC) + IDLE_WAIT
+            return []
+        self._awake = None
+        events: list[ev.Event] = []
+        rejected: list[Rejected] = []
+        append = events.append
+        last_offset = None
+        for msg in msgs:
+            if msg.error() is not None:
+                if self._kafka_error(msg):
+                    last_offset = msg.offset()
+                continue
+            last_offset = msg.offset()
+            try:
+                event = _DECODE(msg.value())  # type: ignore[arg-type]  # None: TypeError
+            except (msgspec.DecodeError, TypeError, UnicodeError, RecursionError):
+                rejected.append(self._reject(msg))
+                continue
+            if event.schema_version > ev.SCHEMA_VERSION:
+                rejected.append(self._reject(msg))
+                continue
+            append(event)
+        if last_offset is not None:
+            self._offset = last_offset + 1
+        METRICS.items_in += len(events)
+        METRICS.dead_letters += len(rejected)
+        if events:
+            METRICS.last_event_ts = events[-1].ts
+        return [Decoded(events, rejected)]
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> int:
+        return self._offset
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _reject(self, msg: Message) -> Rejected:
+        """The dead letter of a message (asbuilt.events.decode says why; never raises)."""
+        offset = int(msg.offset() or 0)
+        origin = f"{self._topic}[{self._part_idx}]@{offset}"
+        value = msg.value()
+        letter = ev.decode(value, origin, _received(msg.timestamp()))
+        if not isinstance(letter, ev.DeadLetter):  # cannot happen: our decode failed on it
+            letter = ev.new_dead_letter(
+                reason="rejected by the flow's decoder", origin=origin, payload=value or b""
+            )
+        logger.debug("dead letter topic=%s offset=%d: %s", self._topic, offset, letter.reason)
+        return Rejected(letter, self._topic, self._part_idx, offset)
+
+    def _kafka_error(self, msg: Message) -> bool:
+        """Log (rate-limited) and count a consumer error; True if it consumed an offset."""
+        err = msg.error()
+        METRICS.kafka_errors += 1
+        METRICS.last_kafka_error = f"{self._topic}[{self._part_idx}]: {err}"
+        now = time.monotonic()
+        if now - self._last_error_log >= _KAFKA_ERROR_LOG_EVERY_S:
+            self._last_error_log = now
+            logger.warning(
+                "kafka error topic=%s partition=%d: %s (retrying; logged every %.0f s)",
+                self._topic,
+                self._part_idx,
+                err,
+                _KAFKA_ERROR_LOG_EVERY_S,
+            )
+        offset = msg.offset()
+        return offset is not None and offset >= 0 and msg.topic() == self._topic
+
+
+class EventSource(FixedPartitionedSource[Decoded, int]):
+    """Kafka topics as a Bytewax source of :class:`Decoded` items, one partition per Kafka
+    partition, named ``"<partition>-<topic>"`` as Bytewax's KafkaSource names them."""
+
+    def __init__(self, config: dict[str, Any], topics: Sequence[str]) -> None:
+        self._config = config
+        self._topics = tuple(topics)
+
+    def list_parts(self) -> list[str]:
+        return list(_list_parts(AdminClient(self._config), self._topics))
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _EventPartition:
+        idx, topic = for_part.split("-", 1)
+        if topic not in self._topics:
+            msg = (
+                f"the recovery store has a partition of topic {topic!r}, which this flow does not "
+                f"read ({', '.join(self._topics)}): delete the store to start over"
+            )
+            raise ValueError(msg)
+        config = {
+            "group.id": "asbuilt-unused",  # assign() only: offsets live in the recovery store
+            "enable.auto.commit": False,
+        } | self._config
+        return _EventPartition(config, topic, int(idx), resume_state)
+
+
+def source(settings: Settings, kinds: Sequence[topics.TopicKind]) -> EventSource:
+    """The Bytewax source of the topics of ``kinds`` (with ``settings.topic_prefix``)."""
+    names = [topics.topic_name(kind, settings.topic_prefix) for kind in kinds]
+    return EventSource(consumer_config(settings), names)
+
+
+def _events(item: Decoded) -> list[ev.Event]:
+    return item.events
+
+
+def _rejected(item: Decoded) -> list[Rejected]:
+    return item.rejected
+
+
+def read_events(
+    flow: Dataflow, step_id: str, settings: Settings, kinds: Iterable[topics.TopicKind]
+) -> tuple[Stream[ev.Event], Stream[Rejected]]:
+    """The events of the topics of ``kinds``, and the messages that were not valid events.
+
+    Returns ``(events, rejected)``: ``events`` are decoded contract events (in offset order per
+    Kafka partition, i.e. per asset); ``rejected`` are :class:`Rejected` dead letters with their
+    topic, partition and offset. Step ids: ``step_id`` (the input) and ``<step_id>_events`` /
+    ``<step_id>_rejected``.
+    """
+    kinds = tuple(kinds)
+    unknown = [k for k in kinds if k not in EVENT_KINDS]
+    if unknown:
+        msg = f"read_events reads event topics only ({', '.join(EVENT_KINDS)}), not {unknown}"
+        raise ValueError(msg)
+    decoded = op.input(step_id, flow, source(settings, kinds))
+    events = op.flat_map(f"{step_id}_events", decoded, _events)
+    rejected = op.flat_map(f"{step_id}_rejected", decoded, _rejected)
+    return events, rejected
