@@ -1,0 +1,432 @@
+-- OEE: the one KPI function every view uses, the roll-up refresh, and the documented views.
+--
+-- Repeatable: re-applied on every migrate. Dropped and re-created (not CREATE OR REPLACE) so a
+-- changed column list or return type applies; later files (020_…) re-create what CASCADE drops.
+
+DROP FUNCTION IF EXISTS oee_kpi CASCADE;
+DROP FUNCTION IF EXISTS refresh_oee_rollups CASCADE;
+DROP FUNCTION IF EXISTS oee_totals CASCADE;
+DROP FUNCTION IF EXISTS oee_between CASCADE;
+
+-- The formulas, once (docs/sql.md, "OEE formulas"). Inputs are SUMS of a set of minutes; every
+-- ratio is NULL when its denominator is 0 (no planned time has no availability: not 100 %, not
+-- an error). A set-returning SQL function with one SELECT: the planner inlines it into each view.
+CREATE FUNCTION oee_kpi(
+    p_setup_is_availability_loss boolean,
+    p_planned_downtime_in_base   boolean,
+    p_minor_stops_in_performance boolean,
+    p_production_s double precision, p_setup_s double precision,
+    p_breakdown_s double precision, p_minor_stop_s double precision,
+    p_external_s double precision, p_idle_s double precision, p_unknown_s double precision,
+    p_planned_downtime_s double precision, p_not_scheduled_s double precision,
+    p_processed bigint, p_defective bigint, p_rework bigint,
+    p_ideal_s double precision, p_good_ideal_s double precision
+) RETURNS TABLE (
+    apt_s double precision, aust_s double precision, adet_s double precision,
+    adot_s double precision, pbt_s double precision,
+    planned_downtime_s double precision, not_scheduled_s double precision,
+    base_s double precision, run_s double precision,
+    ideal_s double precision, good_ideal_s double precision,
+    pq bigint, gq bigint, sq bigint, rq bigint,
+    availability double precision, performance double precision,
+    quality double precision, oee double precision, performance_over_1 boolean,
+    nee double precision, technical_efficiency double precision, setup_rate double precision,
+    scrap_ratio double precision, rework_ratio double precision,
+    allocation_efficiency double precision, utilization_efficiency double precision
+) LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+SELECT e.apt, e.aust, e.adet, e.adot, e.pbt, p_planned_downtime_s, p_not_scheduled_s,
+       b.base, b.run, p_ideal_s, p_good_ideal_s,
+       p_processed, p_processed - p_defective, p_defective, p_rework,
+       b.run / nullif(b.base, 0),
+       p_ideal_s / nullif(b.run, 0),
+       (p_processed - p_defective)::double precision / nullif(p_processed, 0),
+       p_good_ideal_s / nullif(b.base, 0),
+       p_ideal_s / nullif(b.run, 0) > 1,
+       -- ISO 22400-2 KPIs, by their ISO definitions whatever the convention row:
+       (e.apt + e.aust) / nullif(e.pbt, 0) * (p_ideal_s / nullif(e.apt, 0))
+           * ((p_processed - p_defective)::double precision / nullif(p_processed, 0)),
+       e.apt / nullif(e.apt + e.adet, 0),
+       e.aust / nullif(e.apt + e.aust, 0),
+       p_defective::double precision / nullif(p_processed, 0),
+       p_rework::double precision / nullif(p_processed, 0),
+       (e.apt + e.aust + e.adet) / nullif(e.pbt, 0),
+       e.apt / nullif(e.apt + e.aust + e.adet, 0)
+  FROM (SELECT p_production_s AS apt, p_setup_s AS aust,
+               p_breakdown_s + p_minor_stop_s AS adet,
+               p_external_s + p_idle_s + p_unknown_s AS adot,
+               p_production_s + p_setup_s + p_breakdown_s + p_minor_stop_s
+                   + p_external_s + p_idle_s + p_unknown_s AS pbt) e
+ CROSS JOIN LATERAL (
+        SELECT e.pbt
+                   + CASE WHEN p_planned_downtime_in_base THEN p_planned_downtime_s ELSE 0 END
+                   - CASE WHEN p_setup_is_availability_loss THEN 0 ELSE p_setup_s END AS base,
+               p_production_s
+                   + CASE WHEN p_minor_stops_in_performance THEN p_minor_stop_s ELSE 0 END AS run
+       ) b
+$$;
+
+COMMENT ON FUNCTION oee_kpi IS
+    'OEE and ISO 22400-2 KPIs from summed time elements and counts, for one convention. '
+    'Used by every oee view; see docs/sql.md.';
+
+-- Recompute the roll-ups (oee_hourly, oee_shifts, oee_daily) that touch [p_from, p_to) for
+-- p_assets (NULL: every asset with minutes or roll-ups in the range) from oee_minutes.
+-- Idempotent: a recomputation, never an increment, so calling it twice gives the rows of once.
+-- Cost: the minutes of the touched hours and shifts; days are summed from the (just refreshed)
+-- hours when the local midnights are whole UTC hours, from the minutes otherwise.
+-- Concurrent callers serialise per asset (transaction advisory locks, taken in one order).
+CREATE FUNCTION refresh_oee_rollups(p_assets text[], p_from timestamptz, p_to timestamptz)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_assets text[] := p_assets;
+    h_from timestamptz;
+    h_to timestamptz;
+BEGIN
+    IF p_from IS NULL OR p_to IS NULL THEN
+        RAISE EXCEPTION 'refresh_oee_rollups(p_assets, p_from, p_to): p_from and p_to are '
+            'required (the span of the minutes written); pass NULL p_assets for every asset';
+    END IF;
+    IF p_to <= p_from THEN
+        RETURN;
+    END IF;
+    h_from := time_bucket('1 hour', p_from);
+    h_to := time_bucket('1 hour', p_to - interval '1 microsecond') + interval '1 hour';
+    IF v_assets IS NULL THEN
+        SELECT array_agg(DISTINCT a) INTO v_assets FROM (
+            SELECT asset FROM oee_minutes WHERE ts >= h_from AND ts < h_to
+            UNION SELECT asset FROM oee_hourly WHERE ts >= h_from AND ts < h_to
+            UNION SELECT asset FROM oee_shifts
+                   WHERE shift_start > p_from - interval '24 hours' AND shift_start < p_to
+        ) x(a);
+    END IF;
+    IF v_assets IS NULL OR cardinality(v_assets) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(1634955892, k)    -- 1634955892 = 'asbt': this function's space
+       FROM (SELECT DISTINCT hashtext(a) AS k FROM unnest(v_assets) a) x ORDER BY k;
+
+    -- hours (UTC) touching the range
+    DELETE FROM oee_hourly
+     WHERE asset = ANY(v_assets) AND ts >= h_from AND ts < h_to;
+    INSERT INTO oee_hourly (asset, ts, production_s, setup_s, breakdown_s, minor_stop_s,
+                            external_s, idle_s, unknown_s, planned_downtime_s, not_scheduled_s,
+                            processed, defective, rework, ideal_s, good_ideal_s, minutes)
+    SELECT asset, time_bucket('1 hour', ts),
+           sum(production_s), sum(setup_s), sum(breakdown_s), sum(minor_stop_s),
+           sum(external_s), sum(idle_s), sum(unknown_s), sum(planned_downtime_s),
+           sum(not_scheduled_s), sum(processed), sum(defective), sum(rework),
+           sum(ideal_s), sum(good_ideal_s), count(*)
+      FROM oee_minutes
+     WHERE asset = ANY(v_assets) AND ts >= h_from AND ts < h_to
+     GROUP BY 1, 2;
+
+    -- shift instances touching the range: those of the minutes in it, and the existing roll-ups
+    -- that may have lost minutes to a correction. A shift lasts at most 24 h (CHECK on shifts).
+    CREATE TEMP TABLE IF NOT EXISTS _oee_touched_shifts (asset text, shift_start timestamptz)
+        ON COMMIT DELETE ROWS;
+    TRUNCATE _oee_touched_shifts;
+    INSERT INTO _oee_touched_shifts
+    SELECT DISTINCT asset, shift_start FROM oee_minutes
+     WHERE asset = ANY(v_assets) AND ts >= p_from AND ts < p_to AND shift_start IS NOT NULL
+    UNION
+    SELECT asset, shift_start FROM oee_shifts
+     WHERE asset = ANY(v_assets) AND shift_start > p_from - interval '24 hours'
+       AND shift_start < p_to AND last_ts > p_from - interval '1 minute';
+    DELETE FROM oee_shifts s USING _oee_touched_shifts t
+     WHERE s.asset = t.asset AND s.shift_start = t.shift_start;
+    INSERT INTO oee_shifts (asset, shift_start, shift, production_s, setup_s, breakdown_s,
+                            minor_stop_s, external_s, idle_s, unknown_s, planned_downtime_s,
+                            not_scheduled_s, processed, defective, rework, ideal_s, good_ideal_s,
+                            minutes, last_ts)
+    SELECT m.asset, m.shift_start, max(m.shift),
+           sum(production_s), sum(setup_s), sum(breakdown_s), sum(minor_stop_s),
+           sum(external_s), sum(idle_s), sum(unknown_s), sum(planned_downtime_s),
+           sum(not_scheduled_s), sum(processed), sum(defective), sum(rework),
+           sum(ideal_s), sum(good_ideal_s), count(*), max(m.ts)
+      FROM _oee_touched_shifts t
+      JOIN oee_minutes m ON m.asset = t.asset AND m.shift_start = t.shift_start
+                        AND m.ts >= t.shift_start AND m.ts < t.shift_start + interval '24 hours'
+     GROUP BY m.asset, m.shift_start;
+
+    -- plant-local days touching the range (assets.timezone, UTC when the asset has no row)
+    CREATE TEMP TABLE IF NOT EXISTS _oee_touched_days (
+        asset text, day date, timezone text, day_from timestamptz, day_to timestamptz
+    ) ON COMMIT DELETE ROWS;
+    TRUNCATE _oee_touched_days;
+    INSERT INTO _oee_touched_days
+    SELECT x.asset, d::date, x.tz,
+           d::date::timestamp AT TIME ZONE x.tz, (d::date + 1)::timestamp AT TIME ZONE x.tz
+      FROM (SELECT a.asset, coalesce(s.timezone, 'UTC') AS tz
+              FROM unnest(v_assets) a(asset) LEFT JOIN assets s ON s.asset = a.asset) x
+     CROSS JOIN LATERAL generate_series((p_from AT TIME ZONE x.tz)::date,
+                                        ((p_to - interval '1 microsecond') AT TIME ZONE x.tz)::date,
+                                        interval '1 day') d;
+    DELETE FROM oee_daily o USING _oee_touched_days t
+     WHERE o.asset = t.asset AND o.day = t.day;
+    INSERT INTO oee_daily (asset, day, timezone, production_s, setup_s, breakdown_s,
+                           minor_stop_s, external_s, idle_s, unknown_s, planned_downtime_s,
+                           not_scheduled_s, processed, defective, rework, ideal_s, good_ideal_s,
+                           minutes)
+    SELECT t.asset, t.day, t.timezone,
+           sum(r.production_s), sum(r.setup_s), sum(r.breakdown_s), sum(r.minor_stop_s),
+           sum(r.external_s), sum(r.idle_s), sum(r.unknown_s), sum(r.planned_downtime_s),
+           sum(r.not_scheduled_s), sum(r.processed), sum(r.defective), sum(r.rework),
+           sum(r.ideal_s), sum(r.good_ideal_s), sum(r.minutes)
+      FROM _oee_touched_days t
+     CROSS JOIN LATERAL (
+            SELECT h.production_s, h.setup_s, h.breakdown_s, h.minor_stop_s, h.external_s,
+                   h.idle_s, h.unknown_s, h.planned_downtime_s, h.not_scheduled_s, h.processed,
+                   h.defective, h.rework, h.ideal_s, h.good_ideal_s, h.minutes
+              FROM oee_hourly h
+             WHERE time_bucket('1 hour', t.day_from) = t.day_from
+               AND time_bucket('1 hour', t.day_to) = t.day_to
+               AND h.asset = t.asset AND h.ts >= t.day_from AND h.ts < t.day_to
+            UNION ALL
+            SELECT m.production_s, m.setup_s, m.breakdown_s, m.minor_stop_s, m.external_s,
+                   m.idle_s, m.unknown_s, m.planned_downtime_s, m.not_scheduled_s, m.processed,
+                   m.defective, m.rework, m.ideal_s, m.good_ideal_s, 1
+              FROM oee_minutes m
+             WHERE NOT (time_bucket('1 hour', t.day_from) = t.day_from
+                        AND time_bucket('1 hour', t.day_to) = t.day_to)
+               AND m.asset = t.asset AND m.ts >= t.day_from AND m.ts < t.day_to
+          ) r
+     GROUP BY t.asset, t.day, t.timezone;
+END
+$$;
+
+COMMENT ON FUNCTION refresh_oee_rollups IS
+    'Recompute oee_hourly, oee_shifts and oee_daily rows touching [p_from, p_to) for p_assets '
+    '(NULL = all) from oee_minutes. Idempotent. Called by the OEE sink after each batch.';
+
+-- Sums of every asset's minutes in [p_from, p_to): whole hours from oee_hourly, the partial
+-- hours at the edges from oee_minutes. The base of oee_between, six_big_losses and mtbf_mttr.
+CREATE FUNCTION oee_totals(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (
+    asset text, production_s double precision, setup_s double precision,
+    breakdown_s double precision, minor_stop_s double precision, external_s double precision,
+    idle_s double precision, unknown_s double precision, planned_downtime_s double precision,
+    not_scheduled_s double precision, processed bigint, defective bigint, rework bigint,
+    ideal_s double precision, good_ideal_s double precision, minutes bigint
+) LANGUAGE sql STABLE PARALLEL SAFE AS $$
+WITH bounds AS (
+    SELECT CASE WHEN time_bucket('1 hour', p_from) = p_from THEN p_from
+                ELSE time_bucket('1 hour', p_from) + interval '1 hour' END AS h1,
+           time_bucket('1 hour', p_to) AS h2
+), parts AS (
+    SELECT h.asset, h.production_s, h.setup_s, h.breakdown_s, h.minor_stop_s, h.external_s,
+           h.idle_s, h.unknown_s, h.planned_downtime_s, h.not_scheduled_s, h.processed,
+           h.defective, h.rework, h.ideal_s, h.good_ideal_s, h.minutes::bigint AS minutes
+      FROM oee_hourly h, bounds b
+     WHERE b.h1 < b.h2 AND h.ts >= b.h1 AND h.ts < b.h2
+    UNION ALL
+    SELECT m.asset, m.production_s, m.setup_s, m.breakdown_s, m.minor_stop_s, m.external_s,
+           m.idle_s, m.unknown_s, m.planned_downtime_s, m.not_scheduled_s, m.processed,
+           m.defective, m.rework, m.ideal_s, m.good_ideal_s, 1
+      FROM oee_minutes m, bounds b
+     WHERE m.ts >= p_from AND m.ts < p_to
+       AND (b.h1 >= b.h2 OR m.ts < b.h1 OR m.ts >= b.h2)
+)
+SELECT asset, sum(production_s), sum(setup_s), sum(breakdown_s), sum(minor_stop_s),
+       sum(external_s), sum(idle_s), sum(unknown_s), sum(planned_downtime_s),
+       sum(not_scheduled_s), sum(processed)::bigint, sum(defective)::bigint,
+       sum(rework)::bigint, sum(ideal_s), sum(good_ideal_s), sum(minutes)::bigint
+  FROM parts GROUP BY asset
+$$;
+
+-- --- views -------------------------------------------------------------------------------------
+-- Every view: one row per (period, asset | line | site, convention). Filter on `convention`.
+
+CREATE VIEW oee_by_minute AS
+SELECT m.ts, m.asset, a.line, a.site, m.shift, m.shift_start, c.name AS convention,
+       1 AS minutes, m.ideal_cycle_s, m.mapping_version, m.revision, m.corrected_at, k.*
+  FROM oee_minutes m
+  LEFT JOIN assets a ON a.asset = m.asset
+ CROSS JOIN oee_conventions c
+ CROSS JOIN LATERAL oee_kpi(
+        c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
+        m.production_s, m.setup_s, m.breakdown_s, m.minor_stop_s, m.external_s, m.idle_s,
+        m.unknown_s, m.planned_downtime_s, m.not_scheduled_s, m.processed, m.defective,
+        m.rework, m.ideal_s, m.good_ideal_s) k;
+
+CREATE VIEW oee_by_hour AS
+SELECT h.ts, h.asset, a.line, a.site, c.name AS convention, h.minutes, k.*
+  FROM oee_hourly h
+  LEFT JOIN assets a ON a.asset = h.asset
+ CROSS JOIN oee_conventions c
+ CROSS JOIN LATERAL oee_kpi(
+        c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
+        h.production_s, h.setup_s, h.breakdown_s, h.minor_stop_s, h.external_s, h.idle_s,
+        h.unknown_s, h.planned_downtime_s, h.not_scheduled_s, h.processed, h.defective,
+        h.rework, h.ideal_s, h.good_ideal_s) k;
+
+CREATE VIEW oee_by_shift AS
+SELECT s.shift_start, s.shift, s.asset, a.line, a.site, c.name AS convention, s.minutes, k.*
+  FROM oee_shifts s
+  LEFT JOIN assets a ON a.asset = s.asset
+ CROSS JOIN oee_conventions c
+ CROSS JOIN LATERAL oee_kpi(
+        c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
+        s.production_s, s.setup_s, s.breakdown_s, s.minor_stop_s, s.external_s, s.idle_s,
+        s.unknown_s, s.planned_downtime_s, s.not_scheduled_s, s.processed, s.defective,
+        s.rework, s.ideal_s, s.good_ideal_s) k;
+
+CREATE VIEW oee_by_day AS
+SELECT d.day, d.timezone, d.asset, a.line, a.site, c.name AS convention, d.minutes, k.*
+  FROM oee_daily d
+  LEFT JOIN assets a ON a.asset = d.asset
+ CROSS JOIN oee_conventions c
+ CROSS JOIN LATERAL oee_kpi(
+        c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
+        d.production_s, d.setup_s, d.breakdown_s, d.minor_stop_s, d.external_s, d.idle_s,
+        d.unknown_s, d.planned_downtime_s, d.not_scheduled_s, d.processed, d.defective,
+        d.rework, d.ideal_s, d.good_ideal_s) k;
+
+-- Any range, per asset: the KPIs of [p_from, p_to) (whole hours from oee_hourly).
+CREATE FUNCTION oee_between(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (
+    asset text, line text, site text, convention text, minutes bigint,
+    apt_s double precision, aust_s double precision, adet_s double precision,
+    adot_s double precision, pbt_s double precision,
+    planned_downtime_s double precision, not_scheduled_s double precision,
+    base_s double precision, run_s double precision,
+    ideal_s double precision, good_ideal_s double precision,
+    pq bigint, gq bigint, sq bigint, rq bigint,
+    availability double precision, performance double precision,
+    quality double precision, oee double precision, performance_over_1 boolean,
+    nee double precision, technical_efficiency double precision, setup_rate double precision,
+    scrap_ratio double precision, rework_ratio double precision,
+    allocation_efficiency double precision, utilization_efficiency double precision
+) LANGUAGE sql STABLE AS $$
+SELECT t.asset, a.line, a.site, c.name, t.minutes, k.*
+  FROM oee_totals(p_from, p_to) t
+  LEFT JOIN assets a ON a.asset = t.asset
+ CROSS JOIN oee_conventions c
+ CROSS JOIN LATERAL oee_kpi(
+        c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
+        t.production_s, t.setup_s, t.breakdown_s, t.minor_stop_s, t.external_s, t.idle_s,
+        t.unknown_s, t.planned_downtime_s, t.not_scheduled_s, t.processed, t.defective,
+        t.rework, t.ideal_s, t.good_ideal_s) k
+$$;
+
+-- Lines and sites: the SUMMED components of their assets (assets.line / assets.site), never an
+-- average of ratios. Assets without a row in `assets` are in no line and no site.
+
+CREATE VIEW line_oee_by_hour AS
+SELECT g.ts, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*
+  FROM (SELECT r.ts, a.line, a.site,
+               sum(r.production_s) AS production_s, sum(r.setup_s) AS setup_s,
+               sum(r.breakdown_s) AS breakdown_s, sum(r.minor_stop_s) AS minor_stop_s,
+               sum(r.external_s) AS external_s, sum(r.idle_s) AS idle_s,
+               sum(r.unknown_s) AS unknown_s, sum(r.planned_downtime_s) AS planned_downtime_s,
+               sum(r.not_scheduled_s) AS not_scheduled_s, sum(r.processed)::bigint AS processed,
+               sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
+               sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
+               sum(r.minutes)::bigint AS minutes, count(*) AS assets
+          FROM oee_hourly r JOIN assets a ON a.asset = r.asset WHERE a.line IS NOT NULL
+         GROUP BY r.ts, a.line, a.site) g
+ CROSS JOIN oee_conventions c
+ CROSS JOIN LATERAL oee_kpi(
+        c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
+        g.production_s, g.setup_s, g.breakdown_s, g.minor_stop_s, g.external_s, g.idle_s,
+        g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
+        g.rework, g.ideal_s, g.good_ideal_s) k;
+
+CREATE VIEW line_oee_by_shift AS
+SELECT g.shift_start, g.shift, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*
+  FROM (SELECT r.shift_start, max(r.shift) AS shift, a.line, a.site,
+               sum(r.production_s) AS production_s, sum(r.setup_s) AS setup_s,
+               sum(r.breakdown_s) AS breakdown_s, sum(r.minor_stop_s) AS minor_stop_s,
+               sum(r.external_s) AS external_s, sum(r.idle_s) AS idle_s,
+               sum(r.unknown_s) AS unknown_s, sum(r.planned_downtime_s) AS planned_downtime_s,
+               sum(r.not_scheduled_s) AS not_scheduled_s, sum(r.processed)::bigint AS processed,
+               sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
+               sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
+               sum(r.minutes)::bigint AS minutes, count(*) AS assets
+          FROM oee_shifts r JOIN assets a ON a.asset = r.asset WHERE a.line IS NOT NULL
+         GROUP BY r.shift_start, a.line, a.site) g
+ CROSS JOIN oee_conventions c
+ CROSS JOIN LATERAL oee_kpi(
+        c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
+        g.production_s, g.setup_s, g.breakdown_s, g.minor_stop_s, g.external_s, g.idle_s,
+        g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
+        g.rework, g.ideal_s, g.good_ideal_s) k;
+
+CREATE VIEW line_oee_by_day AS
+SELECT g.day, g.timezone, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*
+  FROM (SELECT r.day, max(r.timezone) AS timezone, a.line, a.site,
+               sum(r.production_s) AS production_s, sum(r.setup_s) AS setup_s,
+               sum(r.breakdown_s) AS breakdown_s, sum(r.minor_stop_s) AS minor_stop_s,
+               sum(r.external_s) AS external_s, sum(r.idle_s) AS idle_s,
+               sum(r.unknown_s) AS unknown_s, sum(r.planned_downtime_s) AS planned_downtime_s,
+               sum(r.not_scheduled_s) AS not_scheduled_s, sum(r.processed)::bigint AS processed,
+               sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
+               sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
+               sum(r.minutes)::bigint AS minutes, count(*) AS assets
+          FROM oee_daily r JOIN assets a ON a.asset = r.asset WHERE a.line IS NOT NULL
+         GROUP BY r.day, a.line, a.site) g
+ CROSS JOIN oee_conventions c
+ CROSS JOIN LATERAL oee_kpi(
+        c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
+        g.production_s, g.setup_s, g.breakdown_s, g.minor_stop_s, g.external_s, g.idle_s,
+        g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
+        g.rework, g.ideal_s, g.good_ideal_s) k;
+
+CREATE VIEW site_oee_by_hour AS
+SELECT g.ts, g.site, c.name AS convention, g.assets, g.minutes, k.*
+  FROM (SELECT r.ts, a.site,
+               sum(r.production_s) AS production_s, sum(r.setup_s) AS setup_s,
+               sum(r.breakdown_s) AS breakdown_s, sum(r.minor_stop_s) AS minor_stop_s,
+               sum(r.external_s) AS external_s, sum(r.idle_s) AS idle_s,
+               sum(r.unknown_s) AS unknown_s, sum(r.planned_downtime_s) AS planned_downtime_s,
+               sum(r.not_scheduled_s) AS not_scheduled_s, sum(r.processed)::bigint AS processed,
+               sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
+               sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
+               sum(r.minutes)::bigint AS minutes, count(*) AS assets
+          FROM oee_hourly r JOIN assets a ON a.asset = r.asset
+         GROUP BY r.ts, a.site) g
+ CROSS JOIN oee_conventions c
+ CROSS JOIN LATERAL oee_kpi(
+        c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
+        g.production_s, g.setup_s, g.breakdown_s, g.minor_stop_s, g.external_s, g.idle_s,
+        g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
+        g.rework, g.ideal_s, g.good_ideal_s) k;
+
+CREATE VIEW site_oee_by_shift AS
+SELECT g.shift_start, g.shift, g.site, c.name AS convention, g.assets, g.minutes, k.*
+  FROM (SELECT r.shift_start, max(r.shift) AS shift, a.site,
+               sum(r.production_s) AS production_s, sum(r.setup_s) AS setup_s,
+               sum(r.breakdown_s) AS breakdown_s, sum(r.minor_stop_s) AS minor_stop_s,
+               sum(r.external_s) AS external_s, sum(r.idle_s) AS idle_s,
+               sum(r.unknown_s) AS unknown_s, sum(r.planned_downtime_s) AS planned_downtime_s,
+               sum(r.not_scheduled_s) AS not_scheduled_s, sum(r.processed)::bigint AS processed,
+               sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
+               sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
+               sum(r.minutes)::bigint AS minutes, count(*) AS assets
+          FROM oee_shifts r JOIN assets a ON a.asset = r.asset
+         GROUP BY r.shift_start, a.site) g
+ CROSS JOIN oee_conventions c
+ CROSS JOIN LATERAL oee_kpi(
+        c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
+        g.production_s, g.setup_s, g.breakdown_s, g.minor_stop_s, g.external_s, g.idle_s,
+        g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
+        g.rework, g.ideal_s, g.good_ideal_s) k;
+
+CREATE VIEW site_oee_by_day AS
+SELECT g.day, g.timezone, g.site, c.name AS convention, g.assets, g.minutes, k.*
+  FROM (SELECT r.day, max(r.timezone) AS timezone, a.site,
+               sum(r.production_s) AS production_s, sum(r.setup_s) AS setup_s,
+               sum(r.breakdown_s) AS breakdown_s, sum(r.minor_stop_s) AS minor_stop_s,
+               sum(r.external_s) AS external_s, sum(r.idle_s) AS idle_s,
+               sum(r.unknown_s) AS unknown_s, sum(r.planned_downtime_s) AS planned_downtime_s,
+               sum(r.not_scheduled_s) AS not_scheduled_s, sum(r.processed)::bigint AS processed,
+               sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
+               sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
+               sum(r.minutes)::bigint AS minutes, count(*) AS assets
+          FROM oee_daily r JOIN assets a ON a.asset = r.asset
+         GROUP BY r.day, a.site) g
+ CROSS JOIN oee_conventions c
+ CROSS JOIN LATERAL oee_kpi(
+        c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
+        g.production_s, g.setup_s, g.breakdown_s, g.minor_stop_s, g.external_s, g.idle_s,
+        g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
+        g.rework, g.ideal_s, g.good_ideal_s) k;
