@@ -214,15 +214,27 @@ class DowntimeTracker:
     segments: list[Segment] = field(default_factory=list)
     emitted: dict[datetime, Downtime] = field(default_factory=dict)
 
-    def apply(self, new: Sequence[Segment], ingest_ts: datetime) -> Replacement | None:
+    def apply(
+        self,
+        new: Sequence[Segment],
+        ingest_ts: datetime,
+        gone: Iterable[datetime] = (),
+        asset: str | None = None,
+    ) -> Replacement | None:
         """Take ``new`` segments (which replace the stored ones they overlap); return the change.
 
-        ``ingest_ts`` is the ingest time of the event that caused them (the rows' updated_ts).
-        Returns None when no downtime changed (production segments, a repeated emission).
+        ``gone`` are starts of segments that no longer exist (the timeline's ``SegmentGone``:
+        a late state change merged them into a neighbour). ``ingest_ts`` is the ingest time of
+        the event that caused all this (the changed rows' updated_ts). Returns None when no
+        downtime changed (production segments, a repeated emission).
         """
-        if not new:
+        gone = set(gone)
+        if not new and not gone:
             return None
-        asset = new[0].asset
+        asset = new[0].asset if new else asset
+        if asset is None:
+            msg = "apply() with only gone segments needs the asset"
+            raise ValueError(msg)
         if any(s.asset != asset for s in new):
             assets = sorted({s.asset for s in new})
             msg = f"segments of several assets given to one tracker: {assets}"
@@ -230,6 +242,8 @@ class DowntimeTracker:
         incoming = {s.start: s for s in new}  # of one start, the last emission wins
         kept: list[Segment] = []
         for seg in self.segments:
+            if seg.start in gone and seg.start not in incoming:
+                continue
             hits = [n for n in incoming.values() if _overlaps(seg, n)]
             if not hits:
                 kept.append(seg)

@@ -355,3 +355,18 @@ def test_downtime_same_as_ignores_updated_ts() -> None:
     [d] = downtimes([seg(0, 1, "idle")], at(1))
     assert isinstance(d, Downtime)
     assert d.same_as(downtimes([seg(0, 1, "idle")], at(99))[0])
+
+
+def test_a_segment_gone_is_forgotten() -> None:
+    tr = DowntimeTracker()
+    tr.apply(
+        [seg(0, 5, "breakdown", "1"), seg(5, 8, "breakdown", "2"), seg(8, None, "production")],
+        at(8),
+    )
+    # a late state change: the reason was "1" all along; the timeline drops the segment at 5
+    r = tr.apply([seg(0, 8, "breakdown", "1")], at(9), gone=[at(5)])
+    assert r is not None
+    assert [(d.start, d.end) for d in r.rows] == [(at(0), at(8))]
+    assert (r.first, r.last) == (at(0), at(5))
+    r2 = DowntimeTracker().apply([], at(0), gone=[at(1)], asset=A)
+    assert r2 is None

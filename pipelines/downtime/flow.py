@@ -1,0 +1,329 @@
+"""The downtime flow: events -> timeline -> downtime events and alerts.
+
+Run it with ``python -m pipelines.downtime``.
+
+Wiring (one Bytewax dataflow; step ids in brackets)::
+
+    states, counters, process values [read]
+      -> key by asset [key]
+      -> per asset [asset]: the OEE timeline (pipelines.accounting.timeline) turns events into
+         segments and minute rows; the DowntimeTracker turns segments into Replacements of
+         downtime rows; a small activity summary per asset (for silent/stale)
+      -> Replacements -> downtime_events [write_downtime]: per replacement, DELETE the asset's
+         rows whose start lies in [first, last] and INSERT the recomputed ones, all in one
+         transaction (deterministic and idempotent: a replay writes the same rows)
+      -> alert inputs (replacements, minute rows, summaries) + clock ticks [tick]
+         -> one alert engine for all assets [alerts] -> Alert records
+         -> alerts table [write_alerts] (upsert on alert_id; every column but acked_by and
+            acked_at, which belong to the people who acknowledge)
+         -> alerts topic [publish_alerts] (asbuilt.v1.alerts with ASBUILT_TOPIC_PREFIX, keyed
+            by asset, JSON of :class:`~pipelines.downtime.alerts.Alert`)
+
+Delivery: Bytewax recovery replays at most one snapshot interval after a crash, so the table and
+the topic are at-least-once. The table absorbs it (same alert_id, same revision: same row);
+consumers of the topic deduplicate on ``(alert_id, revision)`` -- a higher revision supersedes
+a lower one of the same alert_id.
+
+The tick input (:class:`Ticks`, every :data:`TICK` of wall-clock time) lets the ``silent`` rule
+fire when an asset sends nothing at all, and advances long stops of machines that went quiet.
+
+The per-asset summaries are rate-limited: one at the first event of an asset and then one per
+:data:`SUMMARY_EVERY` of ingest time (the events in between are folded in), so the single alert
+engine sees about one item per asset and second whatever the event rate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypeAlias
+
+import bytewax.operators as op
+import msgspec
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import SimplePollingSource
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import Producer
+from psycopg.types.json import Jsonb
+
+from asbuilt import db, kafka, topics
+from asbuilt.events import Event
+from asbuilt.plant import PlantModel, default_plant, load_plant
+from asbuilt.services.stack import database_dsn
+from asbuilt.settings import Settings
+from pipelines.accounting.mapping import load_mapping
+from pipelines.accounting.model import MinuteRow, Segment
+from pipelines.accounting.schedule import Schedule
+from pipelines.accounting.timeline import AssetTimeline, SegmentGone, TimelineConfig
+from pipelines.common.metrics import METRICS
+from pipelines.common.sink import FIRST_BACKOFF_S, MAX_BACKOFF_S, DatabaseWriter, UpsertSink
+from pipelines.common.source import read_events
+from pipelines.downtime.alerts import Alert, AlertEngine, BatchSummary, load_rules
+from pipelines.downtime.downtime import Downtime, DowntimeTracker, Replacement
+
+logger = logging.getLogger(__name__)
+
+NAME: Final = "downtime"
+TICK: Final = timedelta(seconds=5)
+SUMMARY_EVERY: Final = timedelta(seconds=1)
+KINDS: Final = ("states", "counters", "process_values")
+
+DOWNTIME_COLUMNS: Final = (
+    "asset", "start_ts", "end_ts", "state", "mode", "stop_reason", "category", "loss", "shift",
+    "updated_ts",
+)  # fmt: skip
+ALERT_COLUMNS: Final = (
+    "alert_id", "rule", "asset", "raised_ts", "updated_ts", "cleared_ts", "status", "severity",
+    "message", "evidence", "revision",
+)  # fmt: skip
+
+AlertInput: TypeAlias = BatchSummary | Replacement | list[MinuteRow] | datetime
+
+
+# --- per asset -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    ts: datetime
+    first_ingest: datetime
+    last_ingest: datetime
+    last_ts: datetime
+
+
+@dataclass
+class AssetState:
+    """Bytewax state of one asset: its timeline, its downtimes, its pending activity summary."""
+
+    timeline: AssetTimeline
+    tracker: DowntimeTracker
+    pending: _Pending | None = None
+    summarised_at: datetime | None = None  # ingest time of the last summary's first event
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _summary(asset: str, p: _Pending) -> BatchSummary:
+    return BatchSummary(
+        asset=asset,
+        max_ts=p.ts,
+        first_ingest=p.first_ingest,
+        last_ingest=p.last_ingest,
+        last_lag_s=(p.last_ingest - p.last_ts).total_seconds(),
+    )
+
+
+def asset_step(
+    cfg: TimelineConfig, minor_stop_s: float
+) -> Any:  # the mapper of op.stateful_flat_map
+    """The per-asset mapper: one event in, downtime replacements and alert inputs out."""
+
+    def step(state: AssetState | None, event: Event) -> tuple[AssetState, list[Any]]:
+        if state is None:
+            state = AssetState(AssetTimeline(event.asset), DowntimeTracker(minor_stop_s))
+        outputs = state.timeline.push(event, cfg)
+        segments = [o for o in outputs if isinstance(o, Segment)]
+        gone = [o.start for o in outputs if isinstance(o, SegmentGone)]
+        minutes = [o for o in outputs if isinstance(o, MinuteRow)]
+        out: list[Any] = []
+        change = state.tracker.apply(segments, event.ingest_ts, gone, asset=event.asset)
+        if change is not None:
+            out.append(change)
+        if minutes:
+            out.append(minutes)
+        # activity summary: leading edge at once, then folded per SUMMARY_EVERY of ingest time
+        p = state.pending
+        if p is not None and event.ingest_ts - p.first_ingest >= SUMMARY_EVERY:
+            out.append(_summary(event.asset, p))
+            p = state.pending = None
+        if p is None:
+            state.pending = _Pending(event.ts, event.ingest_ts, event.ingest_ts, event.ts)
+            if (
+                state.summarised_at is None
+                or event.ingest_ts - state.summarised_at >= SUMMARY_EVERY
+            ):
+                out.append(_summary(event.asset, state.pending))
+                state.summarised_at = event.ingest_ts
+        else:
+            p.ts = max(p.ts, event.ts)
+            if event.ingest_ts >= p.last_ingest:
+                p.last_ingest, p.last_ts = event.ingest_ts, event.ts
+        return state, out
+
+    return step
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+
+def alert_step(engine_factory: Any) -> Any:
+    """The mapper of the single alert engine (key ``"alerts"``)."""
+
+    def step(engine: AlertEngine | None, item: AlertInput) -> tuple[AlertEngine, list[Alert]]:
+        if engine is None:
+            engine = engine_factory()
+        if isinstance(item, datetime):
+            return engine, engine.on_tick(item)
+        if isinstance(item, BatchSummary):
+            return engine, engine.on_batch(item)
+        if isinstance(item, Replacement):
+            return engine, engine.on_downtimes(item.asset, item.rows, item.first, item.last)
+        return engine, engine.on_minutes(item)
+
+    return step
+
+
+class Ticks(SimplePollingSource[datetime]):
+    """Wall-clock ticks (timezone-aware UTC datetimes) every ``interval``."""
+
+    def next_item(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def alert_row(a: Alert) -> tuple[Any, ...]:
+    """The ``alerts`` row of an alert (columns of :data:`ALERT_COLUMNS`)."""
+    return (
+        a.alert_id, a.rule, a.asset, a.raised_ts, a.updated_ts, a.cleared_ts, a.status,
+        a.severity, a.message, Jsonb(a.evidence), a.revision,
+    )  # fmt: skip
+
+
+def downtime_row(d: Downtime) -> tuple[Any, ...]:
+    return (
+        d.asset, d.start, d.end, d.state, d.mode, d.stop_reason, d.category, d.loss, d.shift,
+        d.updated_ts,
+    )  # fmt: skip
+
+
+# --- sinks -----------------------------------------------------------------------------------
+
+
+def apply_replacements(conn: db.Conn, items: Iterable[Replacement]) -> int:
+    """Apply replacements in order in the caller's transaction; return rows inserted."""
+    cols = ", ".join(DOWNTIME_COLUMNS)
+    marks = ", ".join(["%s"] * len(DOWNTIME_COLUMNS))
+    n = 0
+    with conn.cursor() as cur:
+        for r in items:
+            cur.execute(
+                "DELETE FROM downtime_events WHERE asset = %s AND start_ts BETWEEN %s AND %s",
+                (r.asset, r.first, r.last),
+            )
+            if r.rows:
+                cur.executemany(
+                    f"INSERT INTO downtime_events ({cols}) VALUES ({marks})",
+                    [downtime_row(d) for d in r.rows],
+                )
+                n += len(r.rows)
+    return n
+
+
+class _ReplacePartition(StatelessSinkPartition[Replacement]):
+    def __init__(self, dsn: str) -> None:
+        self.writer = DatabaseWriter(dsn, "downtime_events")
+
+    def write_batch(self, items: list[Replacement]) -> None:
+        def work(conn: db.Conn, sanitised: bool) -> None:
+            apply_replacements(conn, items)
+
+        self.writer.write(work, lambda: items[0])
+        METRICS.rows_out += sum(len(r.rows) for r in items)
+        METRICS.last_write_ts = datetime.now(UTC)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class ReplacementSink(DynamicSink[Replacement]):
+    """Downtime replacements into ``downtime_events`` (delete range + insert, one transaction
+    per batch; retried by :class:`~pipelines.common.sink.DatabaseWriter`)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ReplacePartition:
+        return _ReplacePartition(self.dsn)
+
+
+_ENCODE: Final = msgspec.json.Encoder().encode
+
+
+class _AlertTopicPartition(StatelessSinkPartition[Alert]):
+    def __init__(self, sink: AlertTopicSink) -> None:
+        self.sink = sink
+        self.producer = Producer(kafka.producer_config(sink.kafka))
+
+    def write_batch(self, items: list[Alert]) -> None:
+        for a in items:
+            self.producer.produce(self.sink.topic, _ENCODE(a), key=a.asset.encode())
+        backoff = FIRST_BACKOFF_S
+        while (left := self.producer.flush(backoff)) > 0:  # acknowledged before the snapshot
+            METRICS.beat()
+            logger.warning(
+                "%d alert(s) not yet acknowledged by Kafka (topic %s)", left, self.sink.topic
+            )
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def close(self) -> None:
+        self.producer.flush(10)
+
+
+class AlertTopicSink(DynamicSink[Alert]):
+    """Alerts onto the alerts topic, keyed by asset; flushed per batch (at-least-once)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.kafka = settings.kafka
+        self.topic = topics.topic_name("alerts", settings.topic_prefix)
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _AlertTopicPartition:
+        return _AlertTopicPartition(self)
+
+
+# --- the flow --------------------------------------------------------------------------------
+
+
+def plant_of(settings: Settings) -> PlantModel:
+    return default_plant() if settings.plant_model is None else load_plant(settings.plant_model)
+
+
+def timeline_config(settings: Settings, plant: PlantModel) -> TimelineConfig:
+    """The timeline's shared configuration from the settings and the plant model."""
+    return TimelineConfig(
+        mapping=load_mapping(settings.loss_mapping),
+        schedule=Schedule(plant.calendar),
+        lateness_s=settings.oee_lateness_s,
+        horizon_s=max(settings.oee_correction_horizon_h * 3600.0, settings.oee_lateness_s),
+        ideal_cycle_s={path: a.ideal_cycle_s for path, a in plant.assets.items()},
+    )
+
+
+def build_flow(settings: Settings, tick: timedelta = TICK) -> Dataflow:
+    """The downtime-and-alerts dataflow (see the module docstring)."""
+    dsn = database_dsn(settings)
+    cfg = timeline_config(settings, plant_of(settings))
+    rules = load_rules(settings.alert_rules)
+    logger.info("downtime: %d alert rule(s): %s", len(rules), ", ".join(r.name for r in rules))
+
+    flow = Dataflow(NAME)
+    events, _rejected = read_events(flow, "read", settings, KINDS)  # the historian keeps those
+    keyed = op.key_on("key", events, lambda e: e.asset)
+    outs = op.stateful_flat_map("asset", keyed, asset_step(cfg, settings.minor_stop_s))
+    items = op.map("unkey", outs, lambda kv: kv[1])
+    changes = op.filter("replacements", items, lambda x: isinstance(x, Replacement))
+    op.output("write_downtime", changes, ReplacementSink(dsn))
+
+    ticks = op.input("tick", flow, Ticks(tick))
+    alert_in = op.merge("alert_inputs", items, ticks)
+    engine_keyed = op.key_on("one_engine", alert_in, lambda _x: "alerts")
+    keyed_alerts = op.stateful_flat_map(
+        "alerts", engine_keyed, alert_step(lambda: AlertEngine(rules))
+    )
+    alerts = op.map("alerts_unkey", keyed_alerts, lambda kv: kv[1])
+    op.output(
+        "write_alerts",
+        op.map("alert_rows", alerts, alert_row),
+        UpsertSink(dsn, "alerts", ALERT_COLUMNS, ("alert_id",), update=ALERT_COLUMNS[1:]),
+    )
+    op.output("publish_alerts", alerts, AlertTopicSink(settings))
+    return flow
