@@ -27,16 +27,19 @@ a lower one of the same alert_id.
 The tick input (:class:`Ticks`, every :data:`TICK` of wall-clock time) lets the ``silent`` rule
 fire when an asset sends nothing at all, and advances long stops of machines that went quiet.
 
-The per-asset summaries are rate-limited: one at the first event of an asset and then one per
-:data:`SUMMARY_EVERY` of ingest time (the events in between are folded in), so the single alert
-engine sees about one item per asset and second whatever the event rate.
+The per-asset activity summaries (for silent, stale and the alert engine's event clock) are
+sampled: an event is summarised when :data:`SUMMARY_EVERY` of ingest time or
+:data:`SUMMARY_EVERY_EVENT_TIME` of event time (a replay or back-fill moves event time fast) has
+passed since the last summarised event. The single alert engine thus sees a few items per asset
+and second whatever the event rate; its clocks lag the events by at most those intervals, and a
+silence is measured up to one second too long.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias
 
@@ -68,6 +71,7 @@ logger = logging.getLogger(__name__)
 NAME: Final = "downtime"
 TICK: Final = timedelta(seconds=5)
 SUMMARY_EVERY: Final = timedelta(seconds=1)
+SUMMARY_EVERY_EVENT_TIME: Final = timedelta(seconds=10)
 KINDS: Final = ("states", "counters", "process_values")
 
 DOWNTIME_COLUMNS: Final = (
@@ -86,32 +90,12 @@ AlertInput: TypeAlias = BatchSummary | Replacement | list[MinuteRow] | datetime
 
 
 @dataclass
-class _Pending:
-    ts: datetime
-    first_ingest: datetime
-    last_ingest: datetime
-    last_ts: datetime
-
-
-@dataclass
 class AssetState:
-    """Bytewax state of one asset: its timeline, its downtimes, its pending activity summary."""
+    """Bytewax state of one asset: its timeline, its downtimes, the last summary sent."""
 
     timeline: AssetTimeline
     tracker: DowntimeTracker
-    pending: _Pending | None = None
-    summarised_at: datetime | None = None  # ingest time of the last summary's first event
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _summary(asset: str, p: _Pending) -> BatchSummary:
-    return BatchSummary(
-        asset=asset,
-        max_ts=p.ts,
-        first_ingest=p.first_ingest,
-        last_ingest=p.last_ingest,
-        last_lag_s=(p.last_ingest - p.last_ts).total_seconds(),
-    )
+    summarised: tuple[datetime, datetime] | None = None  # (ts, ingest_ts) of the last summary
 
 
 def asset_step(
@@ -132,23 +116,22 @@ def asset_step(
             out.append(change)
         if minutes:
             out.append(minutes)
-        # activity summary: leading edge at once, then folded per SUMMARY_EVERY of ingest time
-        p = state.pending
-        if p is not None and event.ingest_ts - p.first_ingest >= SUMMARY_EVERY:
-            out.append(_summary(event.asset, p))
-            p = state.pending = None
-        if p is None:
-            state.pending = _Pending(event.ts, event.ingest_ts, event.ingest_ts, event.ts)
-            if (
-                state.summarised_at is None
-                or event.ingest_ts - state.summarised_at >= SUMMARY_EVERY
-            ):
-                out.append(_summary(event.asset, state.pending))
-                state.summarised_at = event.ingest_ts
-        else:
-            p.ts = max(p.ts, event.ts)
-            if event.ingest_ts >= p.last_ingest:
-                p.last_ingest, p.last_ts = event.ingest_ts, event.ts
+        # activity summary (sampled): this event, if the last one sent is far enough behind
+        last = state.summarised
+        if last is None or (
+            event.ingest_ts - last[1] >= SUMMARY_EVERY
+            or event.ts - last[0] >= SUMMARY_EVERY_EVENT_TIME
+        ):
+            state.summarised = (event.ts, event.ingest_ts)
+            out.append(
+                BatchSummary(
+                    asset=event.asset,
+                    max_ts=event.ts,
+                    first_ingest=event.ingest_ts,
+                    last_ingest=event.ingest_ts,
+                    last_lag_s=(event.ingest_ts - event.ts).total_seconds(),
+                )
+            )
         return state, out
 
     return step

@@ -14,6 +14,7 @@ from pipelines.downtime.downtime import (
     LOSSES,
     Downtime,
     DowntimeTracker,
+    Replacement,
     downtimes,
     loss_of,
 )
@@ -370,3 +371,123 @@ def test_a_segment_gone_is_forgotten() -> None:
     assert (r.first, r.last) == (at(0), at(5))
     r2 = DowntimeTracker().apply([], at(0), gone=[at(1)], asset=A)
     assert r2 is None
+
+
+# --- the flow's steps with the real timeline (no Kafka, no database) --------------------------
+
+SCENARIO_ASSET = "acme/basel/packaging/line1/blister"
+DAY = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday; Europe/Zurich is UTC+1: early ends 13:00 UTC
+
+
+def utc(hhmm: str) -> datetime:
+    h, m = map(int, hhmm.split(":"))
+    return DAY + timedelta(hours=h, minutes=m)
+
+
+# (time, state, mode, reason): the scripted sequence the integration test plays too
+SCENARIO_RUNNING: list[tuple[str, str, str, str | None]] = [
+    ("12:50", "Execute", "Produce", None),
+    ("12:55", "Held", "Produce", "100.20"),  # a jam across the 13:00 shift change
+    ("13:10", "Execute", "Produce", None),
+    ("13:20", "Suspended", "Produce", "500"),  # a minor stop
+    ("13:21", "Execute", "Produce", None),
+    ("13:30", "Held", "Produce", "100.10"),  # a breakdown shorter than 120 s
+    ("13:31", "Execute", "Produce", None),
+    ("13:40", "Held", "Produce", "200.10"),  # the long stop, still open at first
+]
+SCENARIO_HEARTBEAT = [f"13:{m}" for m in range(41, 51)]  # process values: event time goes on
+SCENARIO_END: list[tuple[str, str, str, str | None]] = [("13:52", "Execute", "Produce", None)]
+
+# asset, start, end, category, stop_reason, loss, shift, duration_s
+SCENARIO_EXPECTED = [
+    (utc("12:55"), utc("13:10"), "breakdown", "100.20", "equipment_failure", "early", 900.0),
+    (utc("13:20"), utc("13:21"), "minor_stop", "500", "idling_minor_stops", "late", 60.0),
+    (utc("13:30"), utc("13:31"), "breakdown", "100.10", "idling_minor_stops", "late", 60.0),
+    (utc("13:40"), utc("13:52"), "breakdown", "200.10", "equipment_failure", "late", 720.0),
+]
+SCENARIO_RULES = """
+rules:
+  - {name: long_stop_5, kind: long_stop, severity: critical, minutes: 5, categories: [breakdown]}
+"""
+
+
+def scenario_events(phase: str, ingest: datetime | None = None) -> list[object]:
+    from asbuilt.events import new_process_value, new_state_change
+
+    rows = SCENARIO_RUNNING if phase == "running" else SCENARIO_END
+    out: list[object] = [
+        new_state_change(
+            asset=SCENARIO_ASSET, ts=utc(t), state=s, mode=m, stop_reason=r, ingest_ts=ingest
+        )  # type: ignore[arg-type]
+        for t, s, m, r in rows
+    ]
+    if phase == "running":
+        out += [
+            new_process_value(
+                asset=SCENARIO_ASSET,
+                ts=utc(t),
+                signal="speed",
+                value=0.0,
+                unit="1/min",
+                status_code=0,
+                ingest_ts=ingest,
+            )
+            for t in SCENARIO_HEARTBEAT
+        ]
+    else:
+        out.append(
+            new_process_value(
+                asset=SCENARIO_ASSET,
+                ts=utc("13:53"),
+                signal="speed",
+                value=1.0,
+                unit="1/min",
+                status_code=0,
+                ingest_ts=ingest,
+            )
+        )
+    return out
+
+
+def test_flow_steps_turn_the_scripted_events_into_the_expected_downtimes_and_alerts() -> None:
+    from asbuilt.settings import Settings
+    from pipelines.downtime.alerts import AlertEngine, parse_rules
+    from pipelines.downtime.flow import alert_step, asset_step, plant_of, timeline_config
+
+    settings = Settings()
+    step = asset_step(timeline_config(settings, plant_of(settings)), 120.0)
+    engine_step = alert_step(lambda: AlertEngine(parse_rules(SCENARIO_RULES)))
+    state, engine = None, None
+    rows: dict[datetime, Downtime] = {}
+    alerts = []
+
+    def play(events: list[object]) -> None:
+        nonlocal state, engine
+        for e in events:
+            state, outs = step(state, e)
+            for item in outs:
+                if isinstance(item, Replacement):
+                    for start in [s for s in rows if item.first <= s <= item.last]:
+                        del rows[start]
+                    rows.update({d.start: d for d in item.rows})
+                engine, new = engine_step(engine, item)
+                alerts.extend(new)
+
+    play(scenario_events("running", ingest=utc("13:50")))
+    last = rows[utc("13:40")]
+    assert last.end is None  # open while it runs
+    running = [a for a in alerts if a.raised_ts == utc("13:45")]
+    assert {(a.alert_id, a.status) for a in running} == {(running[0].alert_id, "active")}
+    assert running[-1].evidence["running_minutes"] == 10  # 13:40 .. 13:50
+    play(scenario_events("end", ingest=utc("13:53")))
+    got = [
+        (d.start, d.end, d.category, d.stop_reason, d.loss, d.shift, d.duration_s)
+        for d in sorted(rows.values(), key=lambda d: d.start)
+    ]
+    assert got == SCENARIO_EXPECTED
+    assert rows[utc("13:40")].updated_ts == utc("13:53")
+    final = {a.alert_id: a for a in alerts}
+    assert sorted((a.raised_ts, a.cleared_ts, a.status) for a in final.values()) == [
+        (utc("13:00"), utc("13:10"), "cleared"),  # seen only after it ended
+        (utc("13:45"), utc("13:52"), "cleared"),
+    ]
