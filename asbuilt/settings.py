@@ -123,6 +123,26 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return tuple(dict.fromkeys(value))  # keep order, drop repeats
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``ASBUILT_*`` environment variables (secrets in clear: only for a
+        child process's environment), so a child builds the same ``Settings()``. Unset
+        (``None``) fields are left out; ``home`` is made absolute."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "home":
+                value = self.home_dir
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, tuple):
+                value = ",".join(map(str, value))
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[f"ASBUILT_{name.upper()}"] = str(value)
+        return env
+
     @property
     def home_dir(self) -> Path:
         """The state directory as an absolute path."""

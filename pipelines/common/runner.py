@@ -59,6 +59,13 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(_stopping[-1])
 
 
+def database_dsn(settings: Settings) -> str:
+    """The DSN the flows write to: ``ASBUILT_DB_DSN``, else the embedded cluster's."""
+    from asbuilt.services.stack import database_dsn as dsn_of  # the stack's one rule
+
+    return dsn_of(settings)
+
+
 def load_settings(prog: str) -> Settings:
     """``Settings()`` from the environment; exit 2 with one line per bad value."""
     try:

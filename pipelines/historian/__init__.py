@@ -1,0 +1,1 @@
+"""The historian flow: every contract event into its raw hypertable (:mod:`.flow`)."""
