@@ -1,0 +1,156 @@
+"""Plant overview: every line and asset with its current state (coloured by loss category), the
+current shift's OEE with availability, performance and quality, a trend, and a click through to
+each line. Refreshes in place every ``refresh_s``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboards import components as ui
+from dashboards import queries as q
+from dashboards import timeutil
+
+cfg = ui.config()
+st.title("Plant overview")
+convention = st.radio(
+    "OEE convention",
+    ui.CONVENTIONS,
+    format_func=ui.CONVENTION_LABELS.get,
+    horizontal=True,
+    key="overview-convention",
+)
+
+
+def _state(row: pd.Series) -> str:
+    """The state category of an asset: its open stop's category, else production while the
+    PackML state is Execute, else unknown; no data when it never reported a state."""
+    if isinstance(row["category"], str):
+        return row["category"]
+    if row["state"] == "Execute":
+        return "production"
+    return "unknown" if isinstance(row["state"], str) else "no data"
+
+
+def _percent(df: pd.DataFrame, column: str) -> pd.Series:
+    return (100 * pd.to_numeric(df[column], errors="coerce")).round(1)
+
+
+def _trend_chart(trend: pd.DataFrame) -> alt.Chart:
+    long = ui.chart_times(trend, cfg.zone, "ts").melt(
+        id_vars="ts", value_vars=["oee", "availability", "performance", "quality"],
+        var_name="figure", value_name="value",
+    )  # fmt: skip
+    return (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("ts:T", title="hour (plant time)"),
+            y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
+            color=alt.Color("figure:N", title=None),
+            tooltip=["ts:T", "figure:N", alt.Tooltip("value:Q", format=".1%")],
+        )
+        .properties(height=220)
+    )
+
+
+@ui.live(cfg.refresh_s)
+def overview() -> None:
+    with ui.guarded():
+        _overview()
+
+
+def _overview() -> None:
+    clock = ui.clock(cfg.dsn)
+    ui.clock_caption(clock, cfg.zone)
+    assets = q.assets(cfg.dsn)
+    if assets.empty:
+        ui.empty(
+            "No assets yet. The pipelines write the plant's assets and shift calendar when "
+            "they start: start the stack with `asbuilt up` (or `make demo`)."
+        )
+        return
+    at = ui.minute(clock.now) + timedelta(minutes=1)
+    states = q.current_states(cfg.dsn, at)
+    states["state_category"] = states.apply(_state, axis=1)
+    for site in assets["site"].drop_duplicates():
+        st.header(site)
+        shift = q.shift_at(cfg.dsn, site, at)
+        if shift.empty:
+            ui.empty(f"No shift of {site} has started yet, so there is no current-shift OEE.")
+            continue
+        row = shift.iloc[0]
+        period = timeutil.shift_period(
+            str(row["shift"]), ui.required(row["start_ts"]), ui.required(row["end_ts"]), cfg.zone
+        )
+        running = bool(row["running"])
+        st.subheader(("Current shift: " if running else "Last shift (none running now): ")
+                     + period.label)  # fmt: skip
+        site_oee = q.shift_oee(cfg.dsn, "site", period.start, convention)
+        site_row = site_oee[site_oee["site"] == site]
+        if site_row.empty:
+            ui.empty(
+                f"No OEE for {period.label} yet: the OEE pipeline writes a minute once it "
+                "closes (after the allowed lateness). Check the Data freshness page."
+            )
+        else:
+            ui.kpi_tiles(site_row.iloc[0], prefix="Site ")
+            trend = q.trend(
+                cfg.dsn, "site", site, period.start, min(period.end, at), convention, "hour"
+            )
+            if not trend.empty:
+                st.altair_chart(_trend_chart(trend), width="stretch")
+        line_oee = q.shift_oee(cfg.dsn, "line", period.start, convention)
+        asset_oee = q.shift_oee(cfg.dsn, "asset", period.start, convention)
+        site_assets = states[states["site"] == site]
+        for line, group in site_assets.groupby(site_assets["line"].fillna("(no line)"), sort=False):
+            _line(str(line), group, line_oee, asset_oee)
+
+
+def _line(line: str, group: pd.DataFrame, line_oee: pd.DataFrame, asset_oee: pd.DataFrame) -> None:
+    with st.container(border=True):
+        head, link = st.columns([4, 1])
+        lrow = line_oee[line_oee["line"] == line]
+        figures = "no OEE this shift yet"
+        if not lrow.empty:
+            r = lrow.iloc[0]
+            figures = (
+                f"OEE {timeutil.percent(ui.as_float(r['oee']))} · "
+                f"A {timeutil.percent(ui.as_float(r['availability']))} · "
+                f"P {timeutil.percent(ui.as_float(r['performance']))} · "
+                f"Q {timeutil.percent(ui.as_float(r['quality']))}"
+            )
+        head.markdown(f"**{line}** — {figures}")
+        if line != "(no line)":
+            link.page_link(
+                "pages/line_performance.py",
+                label="Line performance →",
+                query_params={"level": "line", "key": line},
+            )
+        merged = group.merge(asset_oee, on="asset", how="left")
+        view = pd.DataFrame(
+            {
+                "asset": merged["asset"].str.rsplit("/", n=1).str[-1],
+                "state": [f"{ui.CATEGORY_ICONS.get(c, '')} {c}" for c in merged["state_category"]],
+                "PackML state": merged["state"],
+                "stop reason": [
+                    f"{r} {cfg.reasons.get(r, '')}".strip() if isinstance(r, str) else None
+                    for r in merged["stop_reason"]
+                ],
+                "stopped since": merged["stopped_since"],
+                "OEE %": _percent(merged, "oee"),
+                "A %": _percent(merged, "availability"),
+                "P %": _percent(merged, "performance"),
+                "Q %": _percent(merged, "quality"),
+            }
+        )
+        ui.table(view, f"assets {line}", cfg.zone)
+
+
+overview()
+st.caption(
+    "State colours: " + " ".join(f"{icon} {name}" for name, icon in ui.CATEGORY_ICONS.items())
+)

@@ -1,0 +1,225 @@
+"""Every dashboard page run server-side (streamlit AppTest) against a real TimescaleDB, through
+the read-only role the dashboards use in the stack: the key figures shown equal the database's,
+an empty database gives clear messages (never an exception), acknowledging an alert records who
+and when, and the roles can do exactly what they are meant to.
+
+The database is filled through the pipelines' SQL tables (tests/dashboard_data.py) and rolled up
+with refresh_oee_rollups(), as the OEE sink does; the data ends in the future (ahead of the wall
+clock, like the accelerated demo), so "now" is the latest data time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from asbuilt.plant import default_plant
+from dashboards import timeutil
+from dashboards.service import ensure_roles
+from tests.dashboard_data import Filled, fill, plant_end
+
+pytestmark = pytest.mark.integration
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
+PAGES = (
+    "pages/plant_overview.py",
+    "pages/line_performance.py",
+    "pages/downtime_alerts.py",
+    "pages/data_freshness.py",
+)
+RUN_TIMEOUT_S = 120  # only turns a hang into a failure
+
+
+@pytest.fixture
+def dashboard_env(db_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The dashboards' environment as dashboard_service() gives it: the role DSNs."""
+    roles = ensure_roles(db_dsn)
+    monkeypatch.setenv("ASBUILT_DASHBOARD_DSN", roles.reader)
+    monkeypatch.setenv("ASBUILT_DASHBOARD_ACK_DSN", roles.acker)
+    monkeypatch.delenv("ASBUILT_PLANT_MODEL", raising=False)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield db_dsn
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def filled(dashboard_env: str) -> Filled:
+    return fill(dashboard_env, end=plant_end(default_plant(), datetime.now(UTC)), days=2)
+
+
+def run_page(page: str, query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT_S)
+    if query:
+        at.query_params.update(query)
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    values = [m.value for m in at.metric if m.label == label]
+    assert values, f"no metric {label!r} among {[m.label for m in at.metric]}"
+    return values[0]
+
+
+def frame_with(at: AppTest, column: str) -> pd.DataFrame:
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    raise AssertionError(f"no table with a column {column!r}")
+
+
+def sql_one(dsn: str, query: str, *params: object) -> object:
+    args = params[0] if len(params) == 1 and isinstance(params[0], dict) else params
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(query, args).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_plant_overview_shows_the_current_shift_oee_of_the_database(filled: Filled) -> None:
+    at = run_page(PAGES[0])
+    dsn = _dsn()
+    shift_start = sql_one(
+        dsn, "SELECT start_ts FROM shifts WHERE start_ts <= %s ORDER BY start_ts DESC LIMIT 1",
+        filled.end,
+    )  # fmt: skip
+    oee = sql_one(
+        dsn,
+        "SELECT oee FROM site_oee_by_shift WHERE shift_start = %s AND convention = 'iso22400'",
+        shift_start,
+    )
+    assert metric(at, "Site OEE") == timeutil.percent(float(oee))  # type: ignore[arg-type]
+    availability = sql_one(
+        dsn,
+        "SELECT availability FROM site_oee_by_shift "
+        "WHERE shift_start = %s AND convention = 'iso22400'",
+        shift_start,
+    )
+    assert metric(at, "Site Availability") == timeutil.percent(float(availability))  # type: ignore[arg-type]
+    assert any("Current shift: early" in s.value for s in at.subheader)
+    assert any("ahead of the wall clock" in c.value for c in at.caption)  # demo time noticed
+    # the open stop's asset, and only it, shows as a breakdown (coloured by loss category)
+    tables = [df.value for df in at.dataframe if "PackML state" in df.value.columns]
+    assert sum(len(t) for t in tables) == len(filled.assets)
+    shown = pd.concat(tables)
+    broken = shown[shown["state"].str.endswith("breakdown")]
+    assert list(broken["asset"]) == [filled.open_stop_asset.rsplit("/", 1)[-1]]
+    assert set(shown["state"].str.split(" ").str[-1]) <= {"production", "breakdown"}
+
+
+def _dsn() -> str:
+    import os
+
+    return os.environ["ASBUILT_DASHBOARD_DSN"]
+
+
+def test_line_performance_figures_equal_the_database(filled: Filled) -> None:
+    line = "acme/basel/packaging/line1"
+    at = run_page(PAGES[1], {"level": "line", "key": line})
+    dsn = _dsn()
+    shift_start = sql_one(
+        dsn, "SELECT start_ts FROM shifts WHERE start_ts <= %s ORDER BY start_ts DESC LIMIT 1",
+        filled.end,
+    )  # fmt: skip
+    row = None
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT oee, availability, performance, quality FROM line_oee_by_shift "
+            "WHERE line = %s AND shift_start = %s AND convention = 'iso22400'",
+            (line, shift_start),
+        ).fetchone()
+    assert row is not None
+    for label, value in zip(("OEE", "Availability", "Performance", "Quality"), row, strict=True):
+        assert metric(at, label) == timeutil.percent(value)
+    # counts against target: processed per asset equals the minutes' sums
+    counts = frame_with(at, "target")
+    processed = sql_one(
+        dsn, "SELECT sum(processed) FROM oee_minutes WHERE asset LIKE %s AND shift_start = %s",
+        f"{line}/%", shift_start,
+    )  # fmt: skip
+    assert int(counts["processed"].sum()) == processed
+    # the convention selector switches every figure to the other convention
+    at.radio(key="perf-convention").set_value("oee.com").run()
+    assert not at.exception
+    with psycopg.connect(dsn) as conn:
+        com = conn.execute(
+            "SELECT availability FROM line_oee_by_shift "
+            "WHERE line = %s AND shift_start = %s AND convention = 'oee.com'",
+            (line, shift_start),
+        ).fetchone()
+    assert com is not None
+    assert metric(at, "Availability") == timeutil.percent(com[0])
+    # a whole day and a week resolve too
+    for choice in ("Day", "Week", "Last 24 hours"):
+        at.segmented_control(key="perf-period").set_value(choice).run()
+        assert not at.exception, choice
+        assert not at.error, choice
+
+
+def test_downtime_and_alerts_and_acknowledging(filled: Filled) -> None:
+    at = run_page(PAGES[2])
+    dsn = _dsn()
+    pareto = frame_with(at, "cumulative_share")
+    total = sql_one(  # the page's default period: the 24 hours to now (+ the current minute)
+        dsn,
+        "SELECT sum(duration_s) FROM downtime_pareto(%(t)s + interval '1 minute' - "
+        "interval '24 hours', %(t)s + interval '1 minute', 'reason', '%%')",
+        {"t": filled.end},
+    )
+    assert float(pareto["duration_s"].sum()) == pytest.approx(float(total), rel=1e-6)  # type: ignore[arg-type]
+    active = frame_with(at, "rule")
+    assert len(active) >= filled.alerts_active
+    open_now = frame_with(at, "running")
+    assert filled.open_stop_asset in set(open_now["asset"])
+
+    at.text_input(key="ack-who").input("Alice")
+    at.form_submit_button[0].click().run()
+    assert not at.exception
+    assert any("Acknowledged by Alice" in s.value for s in at.success)
+    with psycopg.connect(dsn) as conn:
+        acked = conn.execute(
+            "SELECT acked_by, acked_at IS NOT NULL FROM alerts WHERE acked_by IS NOT NULL"
+        ).fetchall()
+    assert acked == [("Alice", True)]
+
+
+def test_data_freshness_shows_silent_assets_and_dead_letters(filled: Filled) -> None:
+    at = run_page(PAGES[3])
+    assert metric(at, "Silent assets") == "1"
+    assert metric(at, "Dead letters") == str(filled.dead_letters)
+    events = frame_with(at, "silent")
+    assert set(events.loc[events["silent"], "asset"]) == {filled.silent_asset}
+    assert len(events) == len(filled.assets)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_an_empty_database_gives_messages_not_exceptions(dashboard_env: str, page: str) -> None:
+    at = run_page(page)
+    assert at.info, "an empty database must say why nothing is shown"
+
+
+def test_the_roles_may_do_only_what_they_are_for(dashboard_env: str) -> None:
+    roles = ensure_roles(dashboard_env)  # a second run is fine (idempotent)
+    with psycopg.connect(roles.reader) as conn:
+        assert conn.execute("SELECT count(*) FROM oee_by_hour").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("DELETE FROM alerts")
+    with psycopg.connect(roles.acker, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE alerts SET message = 'x'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT message FROM alerts")
+        conn.execute("UPDATE alerts SET acked_by = 'x', acked_at = now() WHERE false")
