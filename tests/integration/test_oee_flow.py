@@ -1,0 +1,344 @@
+"""The OEE flow through the real process, broker and TimescaleDB, read back from the views.
+
+- the oee.com worked example and the InfluxData Flux example, fed as events;
+- a late event beyond the lateness corrects the minute rows (revision, corrected_at) and the
+  roll-ups;
+- a SIGKILLed flow restarted leaves oee_minutes identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from asbuilt.events import Event, new_counter_sample, new_process_value, new_state_change
+from asbuilt.settings import Settings
+from tests.conftest import Stack
+from tests.flowkit import FlowProcess, flow_settings, produce, table_rows, wait_until
+
+pytestmark = pytest.mark.integration
+
+MON = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday: the oee.com shift 06:00-14:00
+TUE = datetime(2026, 3, 3, tzinfo=UTC)  # a Tuesday: the Flux window 00:00-08:00
+OEECOM = "golden/ex/area/cell/oeecom"
+FLUX = "golden/ex/area/cell/flux"
+LATENESS_S = 10 * 3600  # longer than any skew between the topics when all is produced at once
+
+PLANT = """
+enterprise: golden
+site: ex
+calendar:
+  timezone: UTC
+  shifts:
+    - name: early
+      days: [mon]
+      start: '06:00'
+      end: '14:00'
+      breaks:
+        - {start: '08:00', end: '08:15'}
+        - {start: '10:00', end: '10:30'}
+        - {start: '12:00', end: '12:15'}
+    - {name: flux, days: [tue], start: '00:00', end: '08:00'}
+reasons:
+  '100': Mechanical failure
+  '100.10': Bearing
+  '100.20': Jam
+  '500': Minor stop
+  '500.10': Misfeed
+  '800': Planned stop
+  '800.10': Break
+  '800.20': No shift
+kinds:
+  machine: {ideal_cycle_s: 1.0}
+areas:
+  - name: area
+    process_cells:
+      - name: cell
+        units:
+          - {name: oeecom, kind: machine, ideal_cycle_s: 1.0}
+          - {name: flux, kind: machine, ideal_cycle_s: 21.0}
+          - {name: m1, kind: machine}
+          - {name: m2, kind: machine}
+          - {name: m3, kind: machine}
+"""
+
+
+def settings_for(stack: Stack, dsn: str, prefix: str, home: Path, **overrides: Any) -> Settings:
+    plant = home.parent / "plant.yaml"
+    plant.parent.mkdir(parents=True, exist_ok=True)
+    plant.write_text(PLANT)
+    values: dict[str, Any] = {
+        "plant_model": plant,
+        "oee_lateness_s": LATENESS_S,
+        "oee_correction_horizon_h": 48,
+    }
+    values.update(overrides)
+    return flow_settings(stack, dsn, prefix, home, **values)
+
+
+def state(
+    asset: str, ts: datetime, name: str, reason: str | None = None, ingest: datetime | None = None
+) -> Event:
+    return new_state_change(
+        asset=asset,
+        ts=ts,
+        state=name,
+        mode="Produce",
+        stop_reason=reason,  # type: ignore[arg-type]
+        ingest_ts=ingest or ts,
+    )
+
+
+def counter(asset: str, ts: datetime, name: str, value: int) -> Event:
+    return new_counter_sample(
+        asset=asset, ts=ts, counter=name, value=value, resettable=False, ingest_ts=ts
+    )
+
+
+def tick(asset: str, ts: datetime) -> Event:
+    return new_process_value(
+        asset=asset, ts=ts, signal="temp", value=20.0, unit="Cel", status_code=0, ingest_ts=ts
+    )
+
+
+def oeecom_events() -> list[Event]:
+    """Shift 480 min, breaks 60 min, 47 min down, ideal 1.0 s, 19,271 made, 423 rejects."""
+    t0 = MON + timedelta(hours=6)
+    at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+    events: list[Event] = [state(OEECOM, at(0), "Execute")]
+    for s, name, reason in [
+        (3600, "Held", "100.20"),
+        (3600 + 47 * 60, "Execute", None),
+        (7200, "Stopped", "800.10"),
+        (7200 + 900, "Execute", None),
+        (4 * 3600, "Stopped", "800.10"),
+        (4 * 3600 + 1800, "Execute", None),
+        (6 * 3600, "Stopped", "800.10"),
+        (6 * 3600 + 900, "Execute", None),
+        (8 * 3600, "Idle", "800.20"),
+    ]:
+        events.append(state(OEECOM, at(s), name, reason))
+    events += [counter(OEECOM, at(0), "processed", 0), counter(OEECOM, at(0), "defective", 0)]
+    for i in range(1, 481):
+        events.append(counter(OEECOM, at(i * 60 - 1), "processed", 19_271 * i // 480))
+        events.append(counter(OEECOM, at(i * 60 - 1), "defective", 423 * i // 480))
+    events.append(tick(OEECOM, at(8 * 3600 + LATENESS_S + 300)))
+    return events
+
+
+def flux_events() -> list[Event]:
+    """Running 00:00:00, stopped 04:03:53, running 04:24:53; 1,298 parts, 13 bad; ideal 21 s."""
+    at = lambda s: TUE + timedelta(seconds=s)  # noqa: E731
+    return [
+        state(FLUX, at(0), "Execute"),
+        counter(FLUX, at(0), "processed", 0),
+        counter(FLUX, at(0), "defective", 0),
+        state(FLUX, at(4 * 3600 + 3 * 60 + 53), "Stopped", "100.10"),
+        state(FLUX, at(4 * 3600 + 24 * 60 + 53), "Execute"),
+        counter(FLUX, at(8 * 3600 - 1), "processed", 1298),
+        counter(FLUX, at(8 * 3600 - 1), "defective", 13),
+        tick(FLUX, at(8 * 3600 + LATENESS_S + 300)),
+    ]
+
+
+def query(dsn: str, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+
+def shift_kpis(dsn: str, asset: str, convention: str = "oee.com") -> dict[str, Any] | None:
+    with psycopg.connect(dsn) as conn:
+        cur = conn.execute(
+            "SELECT * FROM oee_by_shift WHERE asset = %s AND convention = %s", (asset, convention)
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        assert cur.description is not None
+        return dict(zip([c.name for c in cur.description], row, strict=True))
+
+
+def test_published_examples_through_the_flow(
+    local_stack: Stack, db_dsn: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings = settings_for(local_stack, db_dsn, topic_prefix, tmp_path / ".asbuilt")
+    produce(settings, oeecom_events() + flux_events())
+    with FlowProcess("oee", settings) as flow:
+        wait_until(
+            lambda: (k := shift_kpis(db_dsn, OEECOM)) is not None and k["minutes"] == 480
+            and (f := shift_kpis(db_dsn, FLUX)) is not None and f["minutes"] == 480,
+            180, "both shifts complete in oee_by_shift", [flow],
+        )  # fmt: skip
+    k = shift_kpis(db_dsn, OEECOM)
+    assert k is not None
+    assert k["shift"] == "early"
+    assert k["pbt_s"] == pytest.approx(420 * 60)
+    assert k["availability"] == pytest.approx(0.888095, abs=1e-6)
+    assert k["performance"] == pytest.approx(0.861081, abs=1e-6)
+    assert k["quality"] == pytest.approx(0.978050, abs=1e-6)
+    assert k["oee"] == pytest.approx(0.747937, abs=1e-6)
+    assert k["pq"] == 19_271
+    # Flux: their run time runs to 08:00:01 (27,541 s); our 8 h of windows give 27,540 s, so
+    # availability 0.95625 and performance 0.98976 differ from theirs in the 5th digit (see
+    # tests/unit/test_accounting_timeline.py); quality and OEE match to the digit.
+    f = shift_kpis(db_dsn, FLUX)
+    assert f is not None
+    assert f["pbt_s"] == pytest.approx(28_800)
+    assert f["availability"] == pytest.approx(27_540 / 28_800)
+    assert f["performance"] == pytest.approx(1298 * 21 / 27_540)
+    assert f["quality"] == pytest.approx(0.98998, abs=1e-5)
+    assert f["oee"] == pytest.approx(0.93698, abs=1e-5)
+    # master data and shift instances written by the flow
+    assets = dict(query(db_dsn, "SELECT asset, ideal_cycle_s FROM assets"))
+    assert assets[OEECOM] == 1.0
+    assert assets[FLUX] == 21.0
+    line = query(db_dsn, "SELECT site, area, line FROM assets WHERE asset = %s", OEECOM)
+    assert line == [("golden/ex", "golden/ex/area", "golden/ex/area/cell")]
+    shifts = query(db_dsn, "SELECT shift, start_ts, end_ts FROM shifts ORDER BY start_ts")
+    assert ("early", MON + timedelta(hours=6), MON + timedelta(hours=14)) in shifts
+    assert ("flux", TUE, TUE + timedelta(hours=8)) in shifts
+    # closure on every stored row
+    bad = query(
+        db_dsn,
+        "SELECT count(*) FROM oee_minutes WHERE abs(production_s + setup_s + breakdown_s + "
+        "minor_stop_s + external_s + idle_s + unknown_s + planned_downtime_s + not_scheduled_s"
+        " - 60) > 1e-9",
+    )
+    assert bad == [(0,)]
+
+
+def test_late_event_corrects_rows_and_rollups(
+    local_stack: Stack, db_dsn: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings = settings_for(local_stack, db_dsn, topic_prefix, tmp_path / ".asbuilt")
+    produce(settings, oeecom_events())
+    with FlowProcess("oee", settings) as flow:
+        wait_until(
+            lambda: (k := shift_kpis(db_dsn, OEECOM)) is not None and k["minutes"] == 480,
+            180, "the shift in oee_by_shift", [flow],
+        )  # fmt: skip
+        before = shift_kpis(db_dsn, OEECOM)
+        assert before is not None
+        # a stop at 07:50-07:52 reported 17 h late (beyond the 10 h lateness, within 48 h)
+        ingest = MON + timedelta(days=1, hours=1)
+        late = [
+            state(OEECOM, MON + timedelta(hours=7, minutes=50), "Held", "100.20", ingest),
+            state(OEECOM, MON + timedelta(hours=7, minutes=52), "Execute", None, ingest),
+        ]
+        produce(settings, late)
+        wait_until(
+            lambda: query(
+                db_dsn,
+                "SELECT count(*) FROM oee_minutes WHERE asset = %s AND revision > 0",
+                OEECOM,
+            ) == [(2,)],
+            120, "two corrected minutes", [flow],
+        )  # fmt: skip
+        wait_until(
+            lambda: (k := shift_kpis(db_dsn, OEECOM)) is not None
+            and k["adet_s"] == pytest.approx(before["adet_s"] + 120),
+            120, "the shift roll-up corrected", [flow],
+        )  # fmt: skip
+    rows = query(
+        db_dsn,
+        "SELECT ts, breakdown_s, production_s, revision, corrected_at FROM oee_minutes "
+        "WHERE asset = %s AND revision > 0 ORDER BY ts",
+        OEECOM,
+    )
+    assert rows == [
+        (MON + timedelta(hours=7, minutes=50), 60.0, 0.0, 1, ingest),
+        (MON + timedelta(hours=7, minutes=51), 60.0, 0.0, 1, ingest),
+    ]
+    after = shift_kpis(db_dsn, OEECOM)
+    assert after is not None
+    assert after["availability"] == pytest.approx((373 - 2) / 420, abs=1e-9)
+    assert after["pq"] == before["pq"]
+    hourly = query(
+        db_dsn,
+        "SELECT breakdown_s FROM oee_hourly WHERE asset = %s AND ts = %s",
+        OEECOM,
+        MON + timedelta(hours=7),
+    )
+    assert hourly == [(47 * 60 + 120.0,)]
+
+
+def many_events(assets: list[str], hours: int) -> list[Event]:
+    """A few machines for ``hours`` from Monday 06:00: stops every 40 min, counts every 10 s."""
+    t0 = MON + timedelta(hours=6)
+    events: list[Event] = []
+    for n, asset in enumerate(assets):
+        value = 1000 * n  # a baseline that is not production
+        for s in range(0, hours * 3600, 10):
+            ts = t0 + timedelta(seconds=s)
+            phase = (s + 300 * n) % 2400
+            if phase == 0:
+                events.append(state(asset, ts, "Execute"))
+            elif phase == 1800:
+                events.append(state(asset, ts, "Held", "100.20"))
+            if phase < 1800:
+                value += 7 + n
+            events.append(counter(asset, ts, "processed", value))
+            if s % 60 == 0:
+                events.append(tick(asset, ts))
+        events.append(tick(asset, t0 + timedelta(seconds=hours * 3600 + LATENESS_S + 120)))
+    events.sort(key=lambda e: e.ts)
+    return events
+
+
+COLUMNS = (
+    "ts", "asset", "production_s", "breakdown_s", "planned_downtime_s", "not_scheduled_s",
+    "unknown_s", "processed", "defective", "shift", "shift_start", "mapping_version",
+    "revision", "corrected_at",
+)  # fmt: skip
+
+
+def test_sigkill_restart_gives_identical_minutes(
+    local_stack: Stack, db_dsn: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    assets = [f"golden/ex/area/cell/m{i}" for i in (1, 2, 3)]
+    hours = 6
+    expected_rows = len(assets) * (hours * 60 + 2)  # to the watermark: last tick - lateness
+    events = many_events(assets, hours)
+
+    def complete() -> bool:
+        return query(db_dsn, "SELECT count(*) FROM oee_minutes") == [(expected_rows,)]
+
+    # 1. uninterrupted
+    plain = settings_for(local_stack, db_dsn, topic_prefix, tmp_path / "a" / ".asbuilt")
+    produce(plain, events)
+    with FlowProcess("oee", plain) as flow:
+        wait_until(complete, 300, f"{expected_rows} minute rows", [flow])
+    want = table_rows(db_dsn, "oee_minutes", ["asset", "ts"], COLUMNS)
+    shifts_want = table_rows(db_dsn, "oee_shifts", ["asset", "shift_start"])
+    assert all(r[COLUMNS.index("revision")] == 0 for r in want)
+    assert sum(r[COLUMNS.index("processed")] for r in want) > 0
+
+    # 2. the same input again into emptied tables, killed twice along the way
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("TRUNCATE oee_minutes, oee_hourly, oee_shifts, oee_daily")
+    killed = settings_for(local_stack, db_dsn, topic_prefix, tmp_path / "b" / ".asbuilt")
+    flow = FlowProcess("oee", killed)
+    try:
+        for fraction in (0.2, 0.6):
+            flow.start()
+            wait_until(
+                lambda f=fraction: query(db_dsn, "SELECT count(*) FROM oee_minutes")[0][0]
+                >= f * expected_rows,
+                300, f"{fraction:.0%} of the rows before the kill", [flow],
+            )  # fmt: skip
+            flow.kill()
+        flow.start()
+        wait_until(complete, 300, f"{expected_rows} minute rows after restarts", [flow])
+        # let any replayed tail settle, then compare
+        got = table_rows(db_dsn, "oee_minutes", ["asset", "ts"], COLUMNS)
+    finally:
+        if flow.alive():
+            flow.stop()
+    assert got == want
+    shifts_got = table_rows(db_dsn, "oee_shifts", ["asset", "shift_start"])
+    strip = lambda rows: [r[:-1] for r in rows]  # noqa: E731 - updated_at differs
+    assert strip(shifts_got) == strip(shifts_want)
