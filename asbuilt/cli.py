@@ -102,6 +102,9 @@ def up(
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.default_int_handler)
             _say(f"starting the stack (state in {settings.home_dir})")
+            missing = stack.missing_pipelines(settings)
+            if missing:
+                _say(f"not running pipelines that are not installed: {', '.join(missing)}")
             supervisor.start_all(progress=_say)
             stop = threading.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -222,11 +225,13 @@ def _rss_mib(pid: int) -> float | None:
 
 
 def _metrics(path: Path) -> dict[str, Any]:
-    """What a connector reports about itself: the figures an operator looks at first."""
+    """What a connector or a flow reports about itself: the figures an operator looks at first."""
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    if "flow" in report:
+        return _flow_metrics(report)
     conn, pub = report.get("connector", {}), report.get("publisher", {})
     return {
         "opcua_connected": conn.get("connected"),
@@ -237,6 +242,24 @@ def _metrics(path: Path) -> dict[str, Any]:
         "delivered_total": pub.get("delivered_total"),
         "broker_reachable": pub.get("broker_reachable"),
         "last_error": conn.get("last_error") or pub.get("last_error") or "",
+    }
+
+
+def _flow_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """A Bytewax flow's figures (see pipelines/common/metrics.py)."""
+    return {
+        "events_per_s": report.get("events_per_s"),
+        "rows_per_s": report.get("rows_per_s"),
+        "events_total": report.get("items_in"),
+        "rows_written_total": report.get("rows_out"),
+        "dead_letters": report.get("dead_letters"),
+        "last_event_ts": report.get("last_event_ts"),
+        "last_write_ts": report.get("last_write_ts"),
+        "heartbeat_age_s": report.get("heartbeat_age_s"),
+        "waiting_for_database": report.get("db_waiting") or "",
+        "recovery_store": report.get("recovery_store"),
+        "log_epoch": report.get("log_epoch"),
+        "last_error": report.get("last_kafka_error") or "",
     }
 
 

@@ -2,11 +2,14 @@
 
 Embedded by default (a private TimescaleDB cluster, the Tansu broker); ``ASBUILT_DB_DSN`` and
 ``ASBUILT_KAFKA_BOOTSTRAP`` replace either with an existing service, which is then only checked.
-Later issues append the simulator, connectors, pipelines and dashboards here.
+Then the simulated plant and the connectors, then the Bytewax flows (``ASBUILT_PIPELINES``),
+one process each; later issues append the dashboards here.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import signal
@@ -109,7 +112,30 @@ def build(settings: Settings) -> list[Managed]:
     if settings.opcua_endpoint is None and settings.connectors > 0:
         services.append(_simulator(settings))
     services += [_connector(settings, i) for i in range(settings.connectors)]
+    services += [_pipeline(settings, name) for name in pipelines(settings)]
     return services
+
+
+def pipeline_installed(name: str) -> bool:
+    """True when ``python -m pipelines.<name>`` exists (a flow not written yet is skipped)."""
+    try:
+        return importlib.util.find_spec(f"pipelines.{name}.__main__") is not None
+    except ImportError:
+        return False
+
+
+def pipelines(settings: Settings) -> list[str]:
+    """The flows ``up`` runs: those of ``ASBUILT_PIPELINES`` that are installed, in that order.
+
+    A name without a module is skipped rather than refused, so the default list can name flows
+    that a deployment (or this checkout) does not have; ``up`` says which it skipped.
+    """
+    return [name for name in settings.pipelines if pipeline_installed(name)]
+
+
+def missing_pipelines(settings: Settings) -> list[str]:
+    """The flows of ``ASBUILT_PIPELINES`` that are not installed (``up`` reports them)."""
+    return [name for name in settings.pipelines if not pipeline_installed(name)]
 
 
 def child_env(settings: Settings) -> dict[str, str]:
@@ -188,6 +214,63 @@ def _connector(settings: Settings, index: int) -> Managed:
         metrics=metrics,
         note=f"partition {index}/{settings.connectors}"
         + (f", node map {settings.node_map}" if settings.node_map else ", browsing the server"),
+    )
+
+
+def pipeline_env(settings: Settings) -> dict[str, str]:
+    """The environment of a flow: the caller's, with every setting of the stack (the flows read
+    many: topic prefix, snapshot interval, OEE lateness, loss mapping ...). The database DSN is
+    added just before each start (the embedded cluster's password exists only after initdb)."""
+    env = child_env(settings) | settings.to_env()
+    env.pop("ASBUILT_DB_DSN", None)
+    return env | {"ASBUILT_KAFKA_BOOTSTRAP": settings.bootstrap}
+
+
+def check_flow(name: str, metrics: Path, stale_s: float = METRICS_STALE_S) -> dict[str, object]:
+    """Raise ServiceError unless flow ``name`` keeps its metrics current and its worker beats.
+
+    The metrics thread writes every second even when the dataflow is stuck, so the file's age
+    catches a dead process and ``heartbeat_age_s`` (refreshed by every source poll and by a
+    sink waiting for the database) catches a hung worker.
+    """
+    try:
+        age = time.time() - metrics.stat().st_mtime
+        report: dict[str, object] = json.loads(metrics.read_text())
+    except (OSError, ValueError) as exc:
+        msg = f"{name} has not reported yet ({metrics}: {exc})"
+        raise ServiceError(msg) from exc
+    if age > stale_s:
+        msg = f"{name} has not reported for {age:.0f} s (metrics {metrics})"
+        raise ServiceError(msg)
+    heartbeat = report.get("heartbeat_age_s")
+    if isinstance(heartbeat, int | float) and heartbeat > stale_s:
+        msg = f"{name}'s dataflow has not moved for {heartbeat:.0f} s (hung?)"
+        raise ServiceError(msg)
+    return report
+
+
+def _pipeline(settings: Settings, name: str) -> Managed:
+    metrics = settings.metrics_file(name)
+    env = pipeline_env(settings)
+    argv = [sys.executable, "-m", f"pipelines.{name}", "--metrics", str(metrics)]
+
+    def prepare() -> None:
+        metrics.unlink(missing_ok=True)
+        env["ASBUILT_DB_DSN"] = database_dsn(settings)
+
+    return Managed(
+        name=name,
+        address=f"recovery {settings.recovery_dir(name)}",
+        health=lambda: check_flow(name, metrics),
+        argv=argv,
+        env=env,
+        prepare=prepare,
+        metrics=metrics,
+        # A broker restart is a new log (the embedded one keeps it in memory): the flow must
+        # restart so that its recovery store is reset for the new log epoch.
+        depends_on=("broker",),
+        note=f"Bytewax flow, snapshot every {settings.snapshot_interval_s:g} s"
+        + (f", topic prefix {settings.topic_prefix}" if settings.topic_prefix else ""),
     )
 
 
