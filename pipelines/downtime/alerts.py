@@ -20,9 +20,13 @@ condition (a late event), the active alert is updated (its evidence says so), no
 Consumers of the alerts topic receive at-least-once and deduplicate on ``(alert_id, revision)``.
 
 **Clocks.** ``long_stop``, ``frequent_stops`` and ``oee_below`` run on event time: the newest
-source timestamp seen from the asset; on a clock tick the engine extrapolates it by the
-wall-clock time since that event's ingest, so a stopped machine that sends nothing still raises
-its long-stop alert. ``silent`` and ``stale`` run on wall-clock time: ingest timestamps, and the
+source timestamp seen from the asset minus ``lateness`` (the flow uses the OEE lateness: an
+asset's states, counters and process values come through different topics, and a state change
+may be read after process values that are newer; without the allowance a stop already ended at
+the source would raise an alert that the late end then withdraws); on a clock tick the engine
+extrapolates it by the wall-clock time since that event's ingest, so a stopped machine that
+sends nothing still raises its long-stop alert. The end of a stop clears at once.
+``silent`` and ``stale`` run on wall-clock time: ingest timestamps, and the
 tick's ``now`` (injected, so tests are deterministic). ``stale`` is evaluated per input batch of
 an asset: the newest event's lag decides.
 
@@ -246,7 +250,9 @@ class _Watch:
     gaps: list[tuple[datetime, datetime]] = field(default_factory=list)  # ingest silences
     stale: dict[str, _Episode] = field(default_factory=dict)  # rule -> ongoing/last episode
 
-    def event_now(self, wall: datetime | None = None) -> datetime | None:
+    def event_now(
+        self, wall: datetime | None = None, lateness: timedelta = timedelta(0)
+    ) -> datetime | None:
         """Advance and return event time: the newest source time, extrapolated to ``wall``.
 
         Monotonic, so evidence never runs backwards when an event follows a tick. If the
@@ -258,6 +264,7 @@ class _Watch:
         now = self.last_ts
         if wall is not None and self.last_ingest is not None:
             now = max(now, self.last_ts + (wall - self.last_ingest))
+        now -= lateness
         self.clock = now if self.clock is None else max(self.clock, now)
         return self.clock
 
@@ -280,6 +287,7 @@ class AlertEngine:
 
     rules: tuple[Rule, ...]
     keep: timedelta = timedelta(hours=6)
+    lateness: timedelta = timedelta(0)
     watches: dict[str, _Watch] = field(default_factory=dict)
     known: dict[tuple[str, str], dict[datetime, Alert]] = field(default_factory=dict)
 
@@ -358,7 +366,7 @@ class AlertEngine:
     ) -> list[Alert]:
         """Evaluate the rules of ``kinds`` for ``asset``: on a tick (``wall``) or on facts."""
         w = self.watches[asset]
-        now = w.event_now(wall)
+        now = w.event_now(wall, self.lateness)
         out: list[Alert] = []
         for rule in self.rules:
             if not isinstance(rule, kinds) or not rule.applies_to(asset):
@@ -510,7 +518,7 @@ def _long_stops(rule: LongStop, rows: Iterable[Downtime], now: datetime) -> list
         raised = d.start + limit
         if d.end is not None and d.end <= raised:
             continue
-        end = d.end if d.end is not None and d.end <= now else None
+        end = d.end  # an end is a fact: clear at once, whatever the clock says
         running = ((end or now) - d.start).total_seconds()
         evidence: dict[str, Any] = {
             "downtime_start": _iso(d.start),

@@ -288,6 +288,7 @@ def build_flow(settings: Settings, tick: timedelta = TICK) -> Dataflow:
     rules = load_rules(settings.alert_rules)
     logger.info("downtime: %d alert rule(s): %s", len(rules), ", ".join(r.name for r in rules))
 
+    lateness = timedelta(seconds=settings.oee_lateness_s)
     flow = Dataflow(NAME)
     events, _rejected = read_events(flow, "read", settings, KINDS)  # the historian keeps those
     keyed = op.key_on("key", events, lambda e: e.asset)
@@ -300,7 +301,7 @@ def build_flow(settings: Settings, tick: timedelta = TICK) -> Dataflow:
     alert_in = op.merge("alert_inputs", items, ticks)
     engine_keyed = op.key_on("one_engine", alert_in, lambda _x: "alerts")
     keyed_alerts = op.stateful_flat_map(
-        "alerts", engine_keyed, alert_step(lambda: AlertEngine(rules))
+        "alerts", engine_keyed, alert_step(lambda: AlertEngine(rules, lateness=lateness))
     )
     alerts = op.map("alerts_unkey", keyed_alerts, lambda kv: kv[1])
     op.output(

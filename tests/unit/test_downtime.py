@@ -412,6 +412,12 @@ rules:
 
 
 def scenario_events(phase: str, ingest: datetime | None = None) -> list[object]:
+    """The events of a phase: "running" (state changes, then process values up to 13:50),
+    "end" (the long stop ends at 13:52), or "states" / "heartbeat" (the two halves of
+    "running", for a flow that reads the two topics unevenly)."""
+    if phase in ("states", "heartbeat"):
+        events = scenario_events("running", ingest)
+        return [e for e in events if (type(e).__name__ == "StateChange") == (phase == "states")]
     from asbuilt.events import new_process_value, new_state_change
 
     rows = SCENARIO_RUNNING if phase == "running" else SCENARIO_END
