@@ -423,9 +423,11 @@ class AlertEngine:
         seen: set[datetime] = set()
         raised_all = {e.raised for e in episodes}
         for ep in sorted(episodes, key=lambda e: e.raised):
-            if ep.raised > now or (ep.cleared is not None and ep.cleared < horizon):
+            if (ep.cleared is None and ep.raised > now) or (
+                ep.cleared is not None and ep.cleared < horizon
+            ):
                 continue
-            cleared = ep.cleared if ep.cleared is not None and ep.cleared <= now else None
+            cleared = ep.cleared  # the rules only end an episode on facts, never ahead of time
             status: Status = "active" if cleared is None else "cleared"
             key = ep.raised
             if key not in known:

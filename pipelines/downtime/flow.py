@@ -4,8 +4,8 @@ Run it with ``python -m pipelines.downtime``.
 
 Wiring (one Bytewax dataflow; step ids in brackets)::
 
-    states, counters, process values [read]
-      -> key by asset [key]
+    states, counters, process values [read]      (one item per Kafka poll)
+      -> the poll's events grouped by asset [group]  (as the OEE flow: batches, not items)
       -> per asset [asset]: the OEE timeline (pipelines.accounting.timeline) turns events into
          segments and minute rows; the DowntimeTracker turns segments into Replacements of
          downtime rows; a small activity summary per asset (for silent/stale)
@@ -53,18 +53,16 @@ from psycopg.types.json import Jsonb
 
 from asbuilt import db, kafka, topics
 from asbuilt.events import Event
-from asbuilt.plant import PlantModel, default_plant, load_plant
-from asbuilt.services.stack import database_dsn
 from asbuilt.settings import Settings
-from pipelines.accounting.mapping import load_mapping
 from pipelines.accounting.model import MinuteRow, Segment
-from pipelines.accounting.schedule import Schedule
 from pipelines.accounting.timeline import AssetTimeline, SegmentGone, TimelineConfig
 from pipelines.common.metrics import METRICS
+from pipelines.common.runner import database_dsn
 from pipelines.common.sink import FIRST_BACKOFF_S, MAX_BACKOFF_S, DatabaseWriter, UpsertSink
-from pipelines.common.source import read_events
+from pipelines.common.source import source
 from pipelines.downtime.alerts import Alert, AlertEngine, BatchSummary, load_rules
 from pipelines.downtime.downtime import Downtime, DowntimeTracker, Replacement
+from pipelines.oee.flow import group, plant_of, timeline_config
 
 logger = logging.getLogger(__name__)
 
@@ -98,40 +96,44 @@ class AssetState:
     summarised: tuple[datetime, datetime] | None = None  # (ts, ingest_ts) of the last summary
 
 
-def asset_step(
-    cfg: TimelineConfig, minor_stop_s: float
-) -> Any:  # the mapper of op.stateful_flat_map
-    """The per-asset mapper: one event in, downtime replacements and alert inputs out."""
+def asset_step(cfg: TimelineConfig, minor_stop_s: float) -> Any:
+    """The per-asset mapper of ``stateful_flat_map``: the asset's events of one poll in,
+    downtime replacements and alert inputs out (events taken one by one inside, so the result
+    does not depend on how polls cut the stream)."""
 
-    def step(state: AssetState | None, event: Event) -> tuple[AssetState, list[Any]]:
+    def step(state: AssetState | None, events: list[Event]) -> tuple[AssetState, list[Any]]:
         if state is None:
-            state = AssetState(AssetTimeline(event.asset), DowntimeTracker(minor_stop_s))
-        outputs = state.timeline.push(event, cfg)
-        segments = [o for o in outputs if isinstance(o, Segment)]
-        gone = [o.start for o in outputs if isinstance(o, SegmentGone)]
-        minutes = [o for o in outputs if isinstance(o, MinuteRow)]
+            state = AssetState(AssetTimeline(events[0].asset), DowntimeTracker(minor_stop_s))
         out: list[Any] = []
-        change = state.tracker.apply(segments, event.ingest_ts, gone, asset=event.asset)
-        if change is not None:
-            out.append(change)
+        minutes: list[MinuteRow] = []
+        timeline, tracker = state.timeline, state.tracker
+        for event in events:
+            outputs = timeline.push(event, cfg)
+            if outputs:
+                segments = [o for o in outputs if isinstance(o, Segment)]
+                gone = [o.start for o in outputs if isinstance(o, SegmentGone)]
+                minutes += [o for o in outputs if isinstance(o, MinuteRow)]
+                change = tracker.apply(segments, event.ingest_ts, gone, asset=event.asset)
+                if change is not None:
+                    out.append(change)
+            # activity summary (sampled): this event, if the last one sent is far enough behind
+            last = state.summarised
+            if last is None or (
+                event.ingest_ts - last[1] >= SUMMARY_EVERY
+                or event.ts - last[0] >= SUMMARY_EVERY_EVENT_TIME
+            ):
+                state.summarised = (event.ts, event.ingest_ts)
+                out.append(
+                    BatchSummary(
+                        asset=event.asset,
+                        max_ts=event.ts,
+                        first_ingest=event.ingest_ts,
+                        last_ingest=event.ingest_ts,
+                        last_lag_s=(event.ingest_ts - event.ts).total_seconds(),
+                    )
+                )
         if minutes:
             out.append(minutes)
-        # activity summary (sampled): this event, if the last one sent is far enough behind
-        last = state.summarised
-        if last is None or (
-            event.ingest_ts - last[1] >= SUMMARY_EVERY
-            or event.ts - last[0] >= SUMMARY_EVERY_EVENT_TIME
-        ):
-            state.summarised = (event.ts, event.ingest_ts)
-            out.append(
-                BatchSummary(
-                    asset=event.asset,
-                    max_ts=event.ts,
-                    first_ingest=event.ingest_ts,
-                    last_ingest=event.ingest_ts,
-                    last_lag_s=(event.ingest_ts - event.ts).total_seconds(),
-                )
-            )
         return state, out
 
     return step
@@ -266,21 +268,6 @@ class AlertTopicSink(DynamicSink[Alert]):
 # --- the flow --------------------------------------------------------------------------------
 
 
-def plant_of(settings: Settings) -> PlantModel:
-    return default_plant() if settings.plant_model is None else load_plant(settings.plant_model)
-
-
-def timeline_config(settings: Settings, plant: PlantModel) -> TimelineConfig:
-    """The timeline's shared configuration from the settings and the plant model."""
-    return TimelineConfig(
-        mapping=load_mapping(settings.loss_mapping),
-        schedule=Schedule(plant.calendar),
-        lateness_s=settings.oee_lateness_s,
-        horizon_s=max(settings.oee_correction_horizon_h * 3600.0, settings.oee_lateness_s),
-        ideal_cycle_s={path: a.ideal_cycle_s for path, a in plant.assets.items()},
-    )
-
-
 def build_flow(settings: Settings, tick: timedelta = TICK) -> Dataflow:
     """The downtime-and-alerts dataflow (see the module docstring)."""
     dsn = database_dsn(settings)
@@ -290,9 +277,10 @@ def build_flow(settings: Settings, tick: timedelta = TICK) -> Dataflow:
 
     lateness = timedelta(seconds=settings.oee_lateness_s)
     flow = Dataflow(NAME)
-    events, _rejected = read_events(flow, "read", settings, KINDS)  # the historian keeps those
-    keyed = op.key_on("key", events, lambda e: e.asset)
-    outs = op.stateful_flat_map("asset", keyed, asset_step(cfg, settings.minor_stop_s))
+    # bad messages are the historian's (it dead-letters them once); too-late events the OEE flow's
+    decoded = op.input("read", flow, source(settings, KINDS))
+    batches = op.flat_map("group", decoded, group)
+    outs = op.stateful_flat_map("asset", batches, asset_step(cfg, settings.minor_stop_s))
     items = op.map("unkey", outs, lambda kv: kv[1])
     changes = op.filter("replacements", items, lambda x: isinstance(x, Replacement))
     op.output("write_downtime", changes, ReplacementSink(dsn))

@@ -365,3 +365,26 @@ def test_the_same_facts_in_other_batches_give_the_same_final_alerts() -> None:
     all_at_once = final([facts])
     assert one_by_one == all_at_once
     assert len(one_by_one) == 3  # frequent stops, the long 6..30 and the open one from 40
+
+
+def test_the_event_clock_allows_the_lateness_before_raising() -> None:
+    eng = AlertEngine((LONG,), lateness=timedelta(minutes=2))
+    feed(eng, stop(0, None))
+    assert eng.on_batch(batch(11)) == []  # 11 - 2 = 9 minutes of certain event time
+    # the end was read late (another topic): no alert was raised that must be withdrawn
+    assert feed(eng, stop(0, 9)) == []
+    feed(eng, stop(20, None))
+    [a] = eng.on_batch(batch(32.5))  # 32.5 - 2 = 30.5 >= 20 + 10
+    assert (a.raised_ts, a.evidence["running_minutes"]) == (at(30), 10)
+    [c] = feed(eng, stop(20, 31))  # the end is a fact: cleared at once, not 2 minutes later
+    assert (c.status, c.cleared_ts) == ("cleared", at(31))
+
+
+def test_an_alert_raised_on_a_stop_whose_end_was_read_late_is_withdrawn() -> None:
+    eng = AlertEngine((LONG,))
+    feed(eng, stop(0, None))
+    [a] = eng.on_batch(batch(12))
+    # the state change that ended the stop at 4 arrives only now: no long stop after all
+    [w] = eng.on_downtimes(A, [stop(0, 4)], at(0), at(0))
+    assert (w.alert_id, w.status, w.cleared_ts) == (a.alert_id, "cleared", at(12))
+    assert w.evidence["condition_withdrawn"] is True

@@ -458,7 +458,8 @@ def scenario_events(phase: str, ingest: datetime | None = None) -> list[object]:
 def test_flow_steps_turn_the_scripted_events_into_the_expected_downtimes_and_alerts() -> None:
     from asbuilt.settings import Settings
     from pipelines.downtime.alerts import AlertEngine, parse_rules
-    from pipelines.downtime.flow import alert_step, asset_step, plant_of, timeline_config
+    from pipelines.downtime.flow import alert_step, asset_step
+    from pipelines.oee.flow import plant_of, timeline_config
 
     settings = Settings()
     step = asset_step(timeline_config(settings, plant_of(settings)), 120.0)
@@ -467,10 +468,10 @@ def test_flow_steps_turn_the_scripted_events_into_the_expected_downtimes_and_ale
     rows: dict[datetime, Downtime] = {}
     alerts = []
 
-    def play(events: list[object]) -> None:
+    def play(events: list[object], one_batch: bool = False) -> None:
         nonlocal state, engine
-        for e in events:
-            state, outs = step(state, e)
+        for batch in [events] if one_batch else [[e] for e in events]:
+            state, outs = step(state, batch)
             for item in outs:
                 if isinstance(item, Replacement):
                     for start in [s for s in rows if item.first <= s <= item.last]:
@@ -497,3 +498,11 @@ def test_flow_steps_turn_the_scripted_events_into_the_expected_downtimes_and_ale
         (utc("13:00"), utc("13:10"), "cleared"),  # seen only after it ended
         (utc("13:45"), utc("13:52"), "cleared"),
     ]
+    # the same events in one poll give the same rows (events are taken one by one inside)
+    one_by_one = dict(rows)
+    state, engine, alerts[:] = None, None, []
+    rows.clear()
+    play(
+        scenario_events("running", ingest=utc("13:50")) + scenario_events("end", utc("13:53")), True
+    )
+    assert rows == one_by_one
