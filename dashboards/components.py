@@ -40,18 +40,32 @@ CATEGORY_COLOURS: Final = {
     "not_scheduled": "#cfd8dc",
     "no data": "#ffffff",
 }
-CATEGORY_ICONS: Final = {
-    "production": "🟩",
-    "setup": "🟨",
-    "breakdown": "🟥",
-    "minor_stop": "🟧",
-    "external": "🟪",
-    "idle": "⬜",
-    "unknown": "⬛",
-    "planned_downtime": "🟦",
-    "not_scheduled": "▫️",
-    "no data": "❔",
-}
+TIME_AXIS: Final = "%H:%M"
+DARK_CATEGORIES: Final = frozenset({"production", "breakdown", "external", "unknown",
+                                    "planned_downtime"})  # fmt: skip
+
+
+def category_style(category: object) -> str:
+    """CSS of a table cell holding a loss category: the category's colour."""
+    colour = CATEGORY_COLOURS.get(str(category))
+    if colour is None:
+        return ""
+    text = "white" if category in DARK_CATEGORIES else "black"
+    return f"background-color: {colour}; color: {text}"
+
+
+def legend() -> None:
+    """The state colours, as coloured labels."""
+    st.markdown(
+        "State colours: "
+        + " ".join(
+            f'<span style="{category_style(c)}; padding: 1px 6px; border-radius: 4px">{c}</span>'
+            for c in CATEGORY_COLOURS
+        ),
+        unsafe_allow_html=True,
+    )
+
+
 CONVENTIONS: Final = ("iso22400", "oee.com")
 CONVENTION_LABELS: Final = {"iso22400": "ISO 22400-2", "oee.com": "oee.com (Vorne / TPM)"}
 
@@ -186,9 +200,15 @@ def localize(df: pd.DataFrame, zone: ZoneInfo) -> pd.DataFrame:
     return out
 
 
-def table(df: pd.DataFrame, name: str, zone: ZoneInfo, **kwargs: Any) -> None:
-    """A table in plant-local time with a CSV download button (UTC ISO times in the file)."""
-    st.dataframe(localize(df, zone), hide_index=True, **kwargs)
+def table(
+    df: pd.DataFrame, name: str, zone: ZoneInfo, colour_by: str | None = None, **kwargs: Any
+) -> None:
+    """A table in plant-local time with a CSV download button (UTC ISO times in the file);
+    ``colour_by``: a column of loss categories, shown on the category's colour."""
+    shown: Any = localize(df, zone)
+    if colour_by is not None:
+        shown = shown.style.map(category_style, subset=[colour_by])
+    st.dataframe(shown, hide_index=True, **kwargs)
     st.download_button(
         f"Download {name} (CSV)",
         df.to_csv(index=False).encode(),
@@ -201,7 +221,7 @@ def table(df: pd.DataFrame, name: str, zone: ZoneInfo, **kwargs: Any) -> None:
 
 def definition(label: str) -> None:
     """The definition of a figure, one click away."""
-    with st.popover(f"ⓘ {label}"):
+    with st.popover(label, icon=":material/info:"):
         st.markdown(DEFINITIONS[label])
 
 

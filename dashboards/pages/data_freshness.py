@@ -90,7 +90,7 @@ def _page() -> None:
         alt.Chart(chart)
         .mark_bar()
         .encode(
-            x=alt.X("hour:T", title="hour (plant time)"),
+            x=alt.X("yearmonthdatehours(hour):O", title="hour (plant time)"),
             y=alt.Y("dead_letters:Q", title="dead letters"),
             color=alt.Color("reason:N"),
             tooltip=["hour:T", "reason:N", "topic:N", "dead_letters:Q"],

@@ -36,6 +36,15 @@ def _page() -> None:
     if period is None:
         return
     st.subheader(f"Downtime — {period.label}")
+    by_reason = q.pareto(cfg.dsn, period.start, period.end, "reason", like)
+    open_all = q.open_downtimes(cfg.dsn, ui.minute(clock.now))
+    open_here = open_all if scope == "whole plant" else open_all[open_all["line"] == scope]
+    active_all = q.alerts_active(cfg.dsn)
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Downtime", timeutil.duration(float(by_reason["duration_s"].sum())))
+    m2.metric("Stops", int(by_reason["stops"].sum()) if not by_reason.empty else 0)
+    m3.metric("Stops open now", len(open_here))
+    m4.metric("Active alerts", len(active_all))
 
     for by, title in (("reason", "by stop reason"), ("loss", "by loss category")):
         st.markdown(f"#### Pareto {title}")
@@ -69,9 +78,7 @@ def _page() -> None:
             ui.table(mtbf[~mtbf["all_reasons"]], "mtbf mttr by reason", cfg.zone)
 
     st.markdown("#### Stops open now")
-    open_now = q.open_downtimes(cfg.dsn, ui.minute(clock.now))
-    if scope != "whole plant":
-        open_now = open_now[open_now["line"] == scope]
+    open_now = open_here
     if open_now.empty:
         ui.empty("No stop is open right now.")
     else:
@@ -81,7 +88,7 @@ def _page() -> None:
         ui.table(open_now, "open stops", cfg.zone)
 
     st.markdown("#### Active alerts")
-    active = q.alerts_active(cfg.dsn)
+    active = active_all
     if active.empty:
         ui.empty("No active alerts.")
     else:
@@ -100,7 +107,9 @@ def _pareto(df: pd.DataFrame, field: str, title: str) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X(f"{field}:Q", title=title),
-            y=alt.Y("key:N", sort="-x", title=None),
+            y=alt.Y(
+                "key:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)
+            ),
             tooltip=[
                 "key:N",
                 "stops:Q",

@@ -172,7 +172,7 @@ def _trend(trend: pd.DataFrame) -> alt.Chart:
         alt.Chart(long)
         .mark_line(point=True)
         .encode(
-            x=alt.X("ts:T", title="plant time"),
+            x=alt.X("ts:T", title="plant time", axis=alt.Axis(format="%d %b %H:%M")),
             y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
             color=alt.Color("figure:N", title=None),
             tooltip=["ts:T", "figure:N", alt.Tooltip("value:Q", format=".1%")],
@@ -203,7 +203,12 @@ def _waterfall(r: pd.Series) -> alt.Chart:
         alt.Chart(df)
         .mark_bar()
         .encode(
-            x=alt.X("step:N", title=None, sort=None, axis=alt.Axis(labelAngle=-30)),
+            x=alt.X(
+                "step:N",
+                title=None,
+                sort=None,
+                axis=alt.Axis(labelAngle=-35, labelOverlap=False, labelLimit=200),
+            ),
             y=alt.Y("from_h:Q", title="hours"),
             y2="to_h:Q",
             color=alt.Color(
@@ -229,9 +234,9 @@ def _timeline(stops: pd.DataFrame) -> None:
         alt.Chart(df)
         .mark_bar()
         .encode(
-            x=alt.X("start_ts:T", title="plant time"),
+            x=alt.X("start_ts:T", title="plant time", axis=alt.Axis(format="%d %b %H:%M")),
             x2="end_ts:T",
-            y=alt.Y("asset:N", title=None),
+            y=alt.Y("asset:N", title=None, axis=alt.Axis(labelOverlap=False)),
             color=alt.Color(
                 "category:N",
                 scale=alt.Scale(domain=domain, range=[ui.CATEGORY_COLOURS[c] for c in domain]),
@@ -239,7 +244,7 @@ def _timeline(stops: pd.DataFrame) -> None:
             ),
             tooltip=["asset:N", "category:N", "reason:N", "start_ts:T", "end_ts:T", "open:N"],
         )
-        .properties(height=max(120, 28 * df["asset"].nunique()))
+        .properties(height=40 + 30 * df["asset"].nunique())
     )
     st.altair_chart(chart, width="stretch")
     with st.expander(f"The {len(stops)} stops as a table"):

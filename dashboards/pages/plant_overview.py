@@ -48,7 +48,7 @@ def _trend_chart(trend: pd.DataFrame) -> alt.Chart:
         alt.Chart(long)
         .mark_line(point=True)
         .encode(
-            x=alt.X("ts:T", title="hour (plant time)"),
+            x=alt.X("ts:T", title="hour (plant time)", axis=alt.Axis(format=ui.TIME_AXIS)),
             y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
             color=alt.Color("figure:N", title=None),
             tooltip=["ts:T", "figure:N", alt.Tooltip("value:Q", format=".1%")],
@@ -134,7 +134,7 @@ def _line(line: str, group: pd.DataFrame, line_oee: pd.DataFrame, asset_oee: pd.
         view = pd.DataFrame(
             {
                 "asset": merged["asset"].str.rsplit("/", n=1).str[-1],
-                "state": [f"{ui.CATEGORY_ICONS.get(c, '')} {c}" for c in merged["state_category"]],
+                "state": merged["state_category"],
                 "PackML state": merged["state"],
                 "stop reason": [
                     f"{r} {cfg.reasons.get(r, '')}".strip() if isinstance(r, str) else None
@@ -147,10 +147,8 @@ def _line(line: str, group: pd.DataFrame, line_oee: pd.DataFrame, asset_oee: pd.
                 "Q %": _percent(merged, "quality"),
             }
         )
-        ui.table(view, f"assets {line}", cfg.zone)
+        ui.table(view, f"assets {line}", cfg.zone, colour_by="state")
 
 
 overview()
-st.caption(
-    "State colours: " + " ".join(f"{icon} {name}" for name, icon in ui.CATEGORY_ICONS.items())
-)
+ui.legend()

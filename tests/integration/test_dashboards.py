@@ -180,6 +180,9 @@ def test_downtime_and_alerts_and_acknowledging(filled: Filled) -> None:
         {"t": filled.end},
     )
     assert float(pareto["duration_s"].sum()) == pytest.approx(float(total), rel=1e-6)  # type: ignore[arg-type]
+    assert metric(at, "Downtime") == timeutil.duration(float(total))  # type: ignore[arg-type]
+    assert metric(at, "Stops open now") == "1"
+    assert metric(at, "Active alerts") == str(filled.alerts_active)
     active = frame_with(at, "rule")
     assert len(active) >= filled.alerts_active
     open_now = frame_with(at, "running")
