@@ -43,6 +43,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "ASBUILT_DASHBOARD_PORT": str(free_port()),
         "ASBUILT_SIM_PORT": str(free_port()),
         "ASBUILT_CONNECTORS": "0",  # the stack's own services; the plant is tested elsewhere
+        "ASBUILT_PIPELINES": "",  # and the flows
     }
     yield environment
     run(environment, "down", "--purge")
@@ -58,14 +59,15 @@ def _wait(predicate: object, timeout: float = 30.0) -> bool:
 
 
 def test_up_status_down_and_a_dead_service_is_restarted(env: dict[str, str]) -> None:
-    env = env | {"ASBUILT_CONNECTORS": "1"}  # the whole stack, simulated plant included
+    # the whole stack, simulated plant and a flow included
+    env = env | {"ASBUILT_CONNECTORS": "1", "ASBUILT_PIPELINES": "historian"}
     up = run(env, "up", "--detach")
     assert up.returncode == 0, up.stderr
     status = run(env, "status", "--json")
     assert status.returncode == 0, status.stdout
     report = json.loads(status.stdout)
     services = {s["name"]: s for s in report["services"]}
-    assert set(services) == {"timescaledb", "broker", "simulator", "connector-0"}
+    assert set(services) == {"timescaledb", "broker", "simulator", "connector-0", "historian"}
     assert all(s["healthy"] for s in services.values())
     assert services["timescaledb"]["address"].endswith(f":{env['ASBUILT_DB_PORT']}/asbuilt")
     assert services["broker"]["address"] == f"127.0.0.1:{env['ASBUILT_BROKER_PORT']}"
@@ -76,7 +78,7 @@ def test_up_status_down_and_a_dead_service_is_restarted(env: dict[str, str]) -> 
 
     def restarted() -> bool:
         s = {x["name"]: x for x in json.loads(run(env, "status", "--json").stdout)["services"]}
-        return s["broker"]["restarts"] == 1 and s["broker"]["healthy"]
+        return all(s[n]["restarts"] == 1 and s[n]["healthy"] for n in ("broker", "historian"))
 
     assert _wait(restarted), run(env, "status").stdout
     broker = {x["name"]: x for x in json.loads(run(env, "status", "--json").stdout)["services"]}[
@@ -84,6 +86,12 @@ def test_up_status_down_and_a_dead_service_is_restarted(env: dict[str, str]) -> 
     ]
     assert "killed by SIGKILL" in broker["last_error"]
     assert broker["log_epoch"] != first_epoch  # the new, empty log is noticed
+
+    def flow_epoch() -> object:
+        s = {x["name"]: x for x in json.loads(run(env, "status", "--json").stdout)["services"]}
+        return s["historian"].get("log_epoch")
+
+    assert _wait(lambda: flow_epoch() == broker["log_epoch"])  # the flow restarted with it
 
     down = run(env, "down")
     assert down.returncode == 0, down.stderr
