@@ -89,6 +89,9 @@ CREATE TABLE oee_minutes (
     PRIMARY KEY (asset, ts)
 );
 SELECT create_hypertable('oee_minutes', by_range('ts', INTERVAL '1 day'));
+-- refresh_oee_rollups recomputes a shift from its minutes: (asset, shift_start) finds them.
+CREATE INDEX oee_minutes_shift_idx ON oee_minutes (asset, shift_start, ts)
+    WHERE shift_start IS NOT NULL;
 
 -- The roll-ups hold SUMS (never ratios), maintained only by refresh_oee_rollups() from
 -- oee_minutes. `minutes` counts the minute rows summed.

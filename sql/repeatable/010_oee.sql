@@ -81,6 +81,8 @@ DECLARE
     v_assets text[] := p_assets;
     h_from timestamptz;
     h_to timestamptz;
+    s_from timestamptz;
+    s_to timestamptz;
 BEGIN
     IF p_from IS NULL OR p_to IS NULL THEN
         RAISE EXCEPTION 'refresh_oee_rollups(p_assets, p_from, p_to): p_from and p_to are '
@@ -132,35 +134,49 @@ BEGIN
     SELECT asset, shift_start FROM oee_shifts
      WHERE asset = ANY(v_assets) AND shift_start > p_from - interval '24 hours'
        AND shift_start < p_to AND last_ts > p_from - interval '1 minute';
+    SELECT min(shift_start), max(shift_start) + interval '24 hours' INTO s_from, s_to
+      FROM _oee_touched_shifts;
     DELETE FROM oee_shifts s USING _oee_touched_shifts t
      WHERE s.asset = t.asset AND s.shift_start = t.shift_start;
     INSERT INTO oee_shifts (asset, shift_start, shift, production_s, setup_s, breakdown_s,
                             minor_stop_s, external_s, idle_s, unknown_s, planned_downtime_s,
                             not_scheduled_s, processed, defective, rework, ideal_s, good_ideal_s,
                             minutes, last_ts)
-    SELECT m.asset, m.shift_start, max(m.shift),
-           sum(production_s), sum(setup_s), sum(breakdown_s), sum(minor_stop_s),
-           sum(external_s), sum(idle_s), sum(unknown_s), sum(planned_downtime_s),
-           sum(not_scheduled_s), sum(processed), sum(defective), sum(rework),
-           sum(ideal_s), sum(good_ideal_s), count(*), max(m.ts)
+    SELECT t.asset, t.shift_start, r.*
       FROM _oee_touched_shifts t
-      JOIN oee_minutes m ON m.asset = t.asset AND m.shift_start = t.shift_start
-                        AND m.ts >= t.shift_start AND m.ts < t.shift_start + interval '24 hours'
-     GROUP BY m.asset, m.shift_start;
+     CROSS JOIN LATERAL (
+            SELECT max(m.shift) AS shift,
+                   sum(production_s), sum(setup_s), sum(breakdown_s), sum(minor_stop_s),
+                   sum(external_s), sum(idle_s), sum(unknown_s), sum(planned_downtime_s),
+                   sum(not_scheduled_s), sum(processed), sum(defective), sum(rework),
+                   sum(ideal_s), sum(good_ideal_s), count(*) AS minutes, max(m.ts)
+              FROM oee_minutes m
+             WHERE m.asset = t.asset AND m.shift_start = t.shift_start
+               AND m.ts >= t.shift_start AND m.ts < t.shift_start + interval '24 hours'
+               AND m.ts >= s_from AND m.ts < s_to       -- constants: chunk exclusion
+          ) r
+     WHERE r.minutes > 0;
 
-    -- plant-local days touching the range (assets.timezone, UTC when the asset has no row)
+    -- plant-local days touching the range (assets.timezone, UTC when the asset has no row);
+    -- `whole_hours`: its local midnights are whole UTC hours, so the day is a sum of hours.
     CREATE TEMP TABLE IF NOT EXISTS _oee_touched_days (
-        asset text, day date, timezone text, day_from timestamptz, day_to timestamptz
+        asset text, day date, timezone text, day_from timestamptz, day_to timestamptz,
+        whole_hours boolean
     ) ON COMMIT DELETE ROWS;
     TRUNCATE _oee_touched_days;
     INSERT INTO _oee_touched_days
-    SELECT x.asset, d::date, x.tz,
-           d::date::timestamp AT TIME ZONE x.tz, (d::date + 1)::timestamp AT TIME ZONE x.tz
-      FROM (SELECT a.asset, coalesce(s.timezone, 'UTC') AS tz
-              FROM unnest(v_assets) a(asset) LEFT JOIN assets s ON s.asset = a.asset) x
-     CROSS JOIN LATERAL generate_series((p_from AT TIME ZONE x.tz)::date,
-                                        ((p_to - interval '1 microsecond') AT TIME ZONE x.tz)::date,
-                                        interval '1 day') d;
+    SELECT y.*, time_bucket('1 hour', y.day_from) = y.day_from
+                AND time_bucket('1 hour', y.day_to) = y.day_to
+      FROM (SELECT x.asset, d::date, x.tz,
+                   d::date::timestamp AT TIME ZONE x.tz AS day_from,
+                   (d::date + 1)::timestamp AT TIME ZONE x.tz AS day_to
+              FROM (SELECT a.asset, coalesce(s.timezone, 'UTC') AS tz
+                      FROM unnest(v_assets) a(asset) LEFT JOIN assets s ON s.asset = a.asset) x
+             CROSS JOIN LATERAL generate_series(
+                    (p_from AT TIME ZONE x.tz)::date,
+                    ((p_to - interval '1 microsecond') AT TIME ZONE x.tz)::date,
+                    interval '1 day') d) y;
+    SELECT min(day_from), max(day_to) INTO s_from, s_to FROM _oee_touched_days;
     DELETE FROM oee_daily o USING _oee_touched_days t
      WHERE o.asset = t.asset AND o.day = t.day;
     INSERT INTO oee_daily (asset, day, timezone, production_s, setup_s, breakdown_s,
@@ -168,28 +184,26 @@ BEGIN
                            not_scheduled_s, processed, defective, rework, ideal_s, good_ideal_s,
                            minutes)
     SELECT t.asset, t.day, t.timezone,
-           sum(r.production_s), sum(r.setup_s), sum(r.breakdown_s), sum(r.minor_stop_s),
-           sum(r.external_s), sum(r.idle_s), sum(r.unknown_s), sum(r.planned_downtime_s),
-           sum(r.not_scheduled_s), sum(r.processed), sum(r.defective), sum(r.rework),
-           sum(r.ideal_s), sum(r.good_ideal_s), sum(r.minutes)
+           sum(h.production_s), sum(h.setup_s), sum(h.breakdown_s), sum(h.minor_stop_s),
+           sum(h.external_s), sum(h.idle_s), sum(h.unknown_s), sum(h.planned_downtime_s),
+           sum(h.not_scheduled_s), sum(h.processed), sum(h.defective), sum(h.rework),
+           sum(h.ideal_s), sum(h.good_ideal_s), sum(h.minutes)
       FROM _oee_touched_days t
-     CROSS JOIN LATERAL (
-            SELECT h.production_s, h.setup_s, h.breakdown_s, h.minor_stop_s, h.external_s,
-                   h.idle_s, h.unknown_s, h.planned_downtime_s, h.not_scheduled_s, h.processed,
-                   h.defective, h.rework, h.ideal_s, h.good_ideal_s, h.minutes
-              FROM oee_hourly h
-             WHERE time_bucket('1 hour', t.day_from) = t.day_from
-               AND time_bucket('1 hour', t.day_to) = t.day_to
-               AND h.asset = t.asset AND h.ts >= t.day_from AND h.ts < t.day_to
-            UNION ALL
-            SELECT m.production_s, m.setup_s, m.breakdown_s, m.minor_stop_s, m.external_s,
-                   m.idle_s, m.unknown_s, m.planned_downtime_s, m.not_scheduled_s, m.processed,
-                   m.defective, m.rework, m.ideal_s, m.good_ideal_s, 1
-              FROM oee_minutes m
-             WHERE NOT (time_bucket('1 hour', t.day_from) = t.day_from
-                        AND time_bucket('1 hour', t.day_to) = t.day_to)
-               AND m.asset = t.asset AND m.ts >= t.day_from AND m.ts < t.day_to
-          ) r
+      JOIN oee_hourly h ON h.asset = t.asset AND h.ts >= t.day_from AND h.ts < t.day_to
+     WHERE t.whole_hours AND h.ts >= s_from AND h.ts < s_to
+     GROUP BY t.asset, t.day, t.timezone;
+    INSERT INTO oee_daily (asset, day, timezone, production_s, setup_s, breakdown_s,
+                           minor_stop_s, external_s, idle_s, unknown_s, planned_downtime_s,
+                           not_scheduled_s, processed, defective, rework, ideal_s, good_ideal_s,
+                           minutes)
+    SELECT t.asset, t.day, t.timezone,
+           sum(m.production_s), sum(m.setup_s), sum(m.breakdown_s), sum(m.minor_stop_s),
+           sum(m.external_s), sum(m.idle_s), sum(m.unknown_s), sum(m.planned_downtime_s),
+           sum(m.not_scheduled_s), sum(m.processed), sum(m.defective), sum(m.rework),
+           sum(m.ideal_s), sum(m.good_ideal_s), count(*)
+      FROM _oee_touched_days t
+      JOIN oee_minutes m ON m.asset = t.asset AND m.ts >= t.day_from AND m.ts < t.day_to
+     WHERE NOT t.whole_hours AND m.ts >= s_from AND m.ts < s_to
      GROUP BY t.asset, t.day, t.timezone;
 END
 $$;
