@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -768,3 +770,28 @@ def test_dead_letters_keep_their_kafka_source_and_are_counted_by_reason(db_dsn: 
         ],
         key=repr,
     )
+
+
+# --- the documentation -------------------------------------------------------------------------
+
+
+def test_every_sql_example_in_the_engineers_guide_is_valid_against_the_schema(
+    db_dsn: str,
+) -> None:
+    """docs/sql.md is an API description: each example must at least plan (EXPLAIN)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "sql.md").read_text()
+    statements = [
+        statement.strip()
+        for block in re.findall(r"```sql\n(.*?)```", text, re.DOTALL)
+        for statement in re.sub(r"--[^\n]*", "", block).split(";")
+        if statement.strip() and not statement.strip().upper().startswith("SHOW")
+    ]
+    assert len(statements) > 25
+    failures = []
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        for statement in statements:
+            try:
+                conn.execute("EXPLAIN " + statement)
+            except psycopg.Error as exc:
+                failures.append(f"{statement[:60]}…: {exc}")
+    assert not failures
