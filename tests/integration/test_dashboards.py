@@ -11,7 +11,7 @@ clock, like the accelerated demo), so "now" is the latest data time.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -226,3 +226,14 @@ def test_the_roles_may_do_only_what_they_are_for(dashboard_env: str) -> None:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT message FROM alerts")
         conn.execute("UPDATE alerts SET acked_by = 'x', acked_at = now() WHERE false")
+
+
+def test_an_asset_without_data_in_the_period_gets_a_message(filled: Filled) -> None:
+    at = run_page(PAGES[1], {"level": "asset", "key": filled.assets[0]})
+    at.segmented_control(key="perf-period").set_value("Day").run()
+    long_before = (filled.start - timedelta(days=30)).date()
+    at.date_input(key="perf-day").set_value(long_before).run()
+    assert not at.exception
+    assert not at.error
+    assert any("No OEE data for" in i.value for i in at.info)
+    assert not [m for m in at.metric if m.label == "OEE"]
