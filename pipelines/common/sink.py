@@ -133,7 +133,12 @@ class DatabaseWriter:
             self._conn = None
 
     def write(self, work: Callable[[db.Conn, bool], None], first_row: object) -> None:
-        """Run ``work(conn, sanitised)`` in one transaction and commit; retry as documented."""
+        """Run ``work(conn, sanitised)`` in one transaction and commit; retry as documented.
+
+        ``work`` writes the rows (``sanitised``: NUL characters must be replaced, see the module
+        docstring); ``first_row`` (or a callable returning it) is logged if the database refuses
+        the batch.
+        """
         backoff = FIRST_BACKOFF_S
         sanitised = False
         attempt = 0
@@ -174,7 +179,7 @@ class DatabaseWriter:
                     self.name,
                     str(exc).strip(),
                     detail or "no detail",
-                    first_row,
+                    first_row() if callable(first_row) else first_row,
                 )
                 raise
             if METRICS.db_waiting:
