@@ -3,8 +3,11 @@ the read-only role the dashboards use in the stack: the key figures shown equal 
 an empty database gives clear messages (never an exception), acknowledging an alert records who
 and when, and the roles can do exactly what they are meant to.
 
-The database is filled through the pipelines' SQL tables (tests/dashboard_data.py) and rolled up
-with refresh_oee_rollups(), as the OEE sink does; the data ends in the future (ahead of the wall
+Two ways to fill the database: the published oee.com example produced as events and written by
+the real historian, OEE and downtime flows (the figures are the published ones); and, for the
+pages that need a plant's worth of history (two days, 15 assets, open stops, alerts, dead
+letters), rows written through the pipelines' SQL tables (tests/dashboard_data.py) and rolled up
+with refresh_oee_rollups() as the OEE sink does. That data ends in the future (ahead of the wall
 clock, like the accelerated demo), so "now" is the latest data time.
 """
 
@@ -23,7 +26,9 @@ from streamlit.testing.v1 import AppTest
 from asbuilt.plant import default_plant
 from dashboards import timeutil
 from dashboards.service import ensure_roles
+from tests.conftest import Stack
 from tests.dashboard_data import Filled, fill, plant_end
+from tests.flowkit import FlowProcess, produce, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -237,3 +242,65 @@ def test_an_asset_without_data_in_the_period_gets_a_message(filled: Filled) -> N
     assert not at.error
     assert any("No OEE data for" in i.value for i in at.info)
     assert not [m for m in at.metric if m.label == "OEE"]
+
+
+def test_pages_over_the_published_example_written_by_the_real_flows(
+    local_stack: Stack,
+    dashboard_env: str,
+    topic_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The oee.com worked example (tests/integration/test_oee_flow.py) produced as events and
+    written by the real historian, OEE and downtime flows; the pages show the published
+    figures (OEE 74.8 %: A 88.8 %, P 86.1 %, Q 97.8 %) and the database's downtime."""
+    from tests.integration.test_oee_flow import MON, OEECOM, oeecom_events, settings_for
+
+    dsn = dashboard_env
+    settings = settings_for(local_stack, dsn, topic_prefix, tmp_path / ".asbuilt")
+    produce(settings, oeecom_events())
+    with (
+        FlowProcess("historian", settings) as historian,
+        FlowProcess("oee", settings) as oee,
+        FlowProcess("downtime", settings) as downtime,
+    ):
+        wait_until(
+            lambda: sql_one(dsn, "SELECT count(*) FROM oee_minutes WHERE asset = %s "
+                            "AND shift IS NOT NULL", OEECOM) == 480
+            and sql_one(dsn, "SELECT count(*) FROM downtime_events WHERE asset = %s "
+                        "AND stop_reason = '100.20' AND end_ts IS NOT NULL", OEECOM) == 1
+            and sql_one(dsn, "SELECT count(*) FROM equipment_states WHERE asset = %s",
+                        OEECOM) == 10,
+            300, "the shift's minutes, the jam and the states written by the flows",
+            [historian, oee, downtime],
+        )  # fmt: skip
+    assert settings.plant_model is not None
+    monkeypatch.setenv("ASBUILT_PLANT_MODEL", str(settings.plant_model))  # zone UTC
+    day = MON.date()
+
+    at = run_page(PAGES[1], {"level": "asset", "key": OEECOM})
+    at.radio(key="perf-convention").set_value("oee.com").run()
+    at.segmented_control(key="perf-period").set_value("Custom").run()
+    at.date_input(key="perf-custom").set_value((day, day)).run()
+    assert not at.exception
+    assert not at.error
+    assert metric(at, "OEE") == "74.8 %"
+    assert metric(at, "Availability") == "88.8 %"
+    assert metric(at, "Performance") == "86.1 %"
+    assert metric(at, "Quality") == "97.8 %"
+    counts = frame_with(at, "target")
+    assert list(counts["processed"]) == [19_271]
+    assert list(counts["good"]) == [19_271 - 423]
+
+    at = run_page(PAGES[2])
+    at.segmented_control(key="dt-period").set_value("Custom").run()
+    at.date_input(key="dt-custom").set_value((day, day)).run()
+    assert not at.exception
+    start, end = MON, MON + timedelta(days=1)
+    total = sql_one(
+        dsn, "SELECT sum(duration_s) FROM downtime_pareto(%s, %s, 'reason', '%%')", start, end
+    )
+    assert metric(at, "Downtime") == timeutil.duration(float(total))  # type: ignore[arg-type]
+    reasons = frame_with(at, "cumulative_share")
+    jam = reasons[reasons["key"].str.startswith("100.20")]
+    assert list(jam["duration_s"]) == [47 * 60]
