@@ -14,16 +14,21 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import bytewax.operators as op
 import psycopg
 import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource, run_main
 from psycopg import sql
 
 from asbuilt import events as ev
 from asbuilt.services import stack
 from asbuilt.services.supervisor import Supervisor
 from asbuilt.settings import Settings
+from pipelines.common.sink import UpsertSink
+from pipelines.historian import rows
 from tests.conftest import TEMPLATE_DB, Stack
-from tests.flowkit import FlowProcess, flow_settings, produce, wait_until
+from tests.flowkit import FlowProcess, count_rows, flow_settings, produce, wait_until
 from tests.integration.test_historian import expected_rows, stored_rows, total_rows
 
 pytestmark = pytest.mark.integration
@@ -229,3 +234,62 @@ class _Bootstrap:
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
+
+
+COUNTER_COLUMNS = rows.COLUMNS["counter_samples"]
+
+
+def _counter_rows(n: int, value: int = 1) -> list[tuple[object, ...]]:
+    ingest = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+    return [
+        rows.row(
+            ev.new_counter_sample(
+                asset="acme/basel", ts=T0 + timedelta(seconds=i), counter="processed",
+                value=value, resettable=False, ingest_ts=ingest,
+            )
+        )
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_upsert_sink_runs_after_in_the_same_transaction(db_dsn: str) -> None:
+    """``after`` sees the batch's rows inside the write's transaction; if it fails, the rows
+    are not committed either (the OEE roll-ups can never disagree with their minutes)."""
+    seen: list[int] = []
+
+    def after(conn: psycopg.Connection[tuple[object, ...]], batch: list[object]) -> None:
+        row = conn.execute("SELECT count(*) FROM counter_samples").fetchone()
+        seen.append(row[0] if row else -1)
+        if len(seen) == 2:
+            raise ValueError("after failed")
+
+    flow = Dataflow("sink_after")
+    data = _counter_rows(6)
+    stream = op.input("in", flow, TestingSource([data[:3], data[3:]], batch_size=1))
+    rows_ = op.flat_map("rows", stream, lambda batch: batch)
+    op.output(
+        "out",
+        rows_,
+        UpsertSink(db_dsn, "counter_samples", COUNTER_COLUMNS, rows.KEY, after=after, batch_rows=3),
+    )
+    with pytest.raises(Exception, match="error writing output batch"):
+        run_main(flow)
+    assert seen == [3, 6]  # inside the transaction, the batch's rows are there ...
+    assert count_rows(db_dsn, "counter_samples") == 3  # ... and the failed one rolled back
+
+
+def test_a_row_the_database_refuses_stops_the_flow_and_says_which(
+    db_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = list(_counter_rows(1)[0])
+    bad[COUNTER_COLUMNS.index("value")] = -5  # CHECK (value >= 0)
+    flow = Dataflow("sink_refused")
+    stream = op.input("in", flow, TestingSource([tuple(bad)]))
+    op.output("out", stream, UpsertSink(db_dsn, "counter_samples", COUNTER_COLUMNS, rows.KEY))
+    with pytest.raises(Exception, match="error writing output batch"):
+        run_main(flow)
+    message = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert "counter_samples" in message
+    assert "check constraint" in message
+    assert "-5" in message
+    assert count_rows(db_dsn, "counter_samples") == 0
