@@ -105,49 +105,78 @@ def _overview() -> None:
                 st.altair_chart(_trend_chart(trend), width="stretch")
         line_oee = q.shift_oee(cfg.dsn, "line", period.start, convention)
         asset_oee = q.shift_oee(cfg.dsn, "asset", period.start, convention)
-        site_assets = states[states["site"] == site]
-        for line, group in site_assets.groupby(site_assets["line"].fillna("(no line)"), sort=False):
-            _line(str(line), group, line_oee, asset_oee)
+        site_assets = states[states["site"] == site].assign(
+            line=lambda d: d["line"].fillna("(no line)")
+        )
+        _lines(site, site_assets, line_oee)
+        _assets(site, site_assets, asset_oee)
 
 
-def _line(line: str, group: pd.DataFrame, line_oee: pd.DataFrame, asset_oee: pd.DataFrame) -> None:
-    with st.container(border=True):
-        head, link = st.columns([4, 1])
-        lrow = line_oee[line_oee["line"] == line]
-        figures = "no OEE this shift yet"
-        if not lrow.empty:
-            r = lrow.iloc[0]
-            figures = (
-                f"OEE {timeutil.percent(ui.as_float(r['oee']))} · "
-                f"A {timeutil.percent(ui.as_float(r['availability']))} · "
-                f"P {timeutil.percent(ui.as_float(r['performance']))} · "
-                f"Q {timeutil.percent(ui.as_float(r['quality']))}"
-            )
-        head.markdown(f"**{line}** — {figures}")
-        if line != "(no line)":
-            link.page_link(
+SEVERITY = ("breakdown", "unknown", "setup", "external", "minor_stop", "idle",
+            "planned_downtime", "not_scheduled", "production", "no data")  # fmt: skip
+"""Which state a line shows: the most severe of its assets' states."""
+
+
+def _lines(site: str, assets: pd.DataFrame, line_oee: pd.DataFrame) -> None:
+    """One row per line: its worst asset state (coloured), how many assets produce, and the
+    line's current-shift OEE with A/P/Q; a link to each line's performance page."""
+    st.markdown("#### Lines")
+    rank = {c: i for i, c in enumerate(SEVERITY)}
+    summary = (
+        assets.groupby("line", sort=False)
+        .agg(
+            state=("state_category", lambda c: min(c, key=lambda x: rank.get(x, 0))),
+            assets=("asset", "count"),
+            producing=("state_category", lambda c: int((c == "production").sum())),
+        )
+        .reset_index()
+        .merge(line_oee, on="line", how="left")
+    )
+    view = pd.DataFrame(
+        {
+            "line": summary["line"],
+            "state": summary["state"],
+            "producing": summary["producing"].astype(str) + " / " + summary["assets"].astype(str),
+            "OEE %": _percent(summary, "oee"),
+            "A %": _percent(summary, "availability"),
+            "P %": _percent(summary, "performance"),
+            "Q %": _percent(summary, "quality"),
+        }
+    )
+    ui.table(view, f"lines {site}", cfg.zone, colour_by="state")
+    lines = [line for line in summary["line"] if line != "(no line)"]
+    for start in range(0, len(lines), 4):
+        for col, line in zip(st.columns(4), lines[start : start + 4], strict=False):
+            col.page_link(
                 "pages/line_performance.py",
-                label="Line performance →",
+                label=f"{line.rsplit('/', 1)[-1]} →",
+                help=f"Line performance of {line}",
                 query_params={"level": "line", "key": line},
             )
-        merged = group.merge(asset_oee, on="asset", how="left")
-        view = pd.DataFrame(
-            {
-                "asset": merged["asset"].str.rsplit("/", n=1).str[-1],
-                "state": merged["state_category"],
-                "PackML state": merged["state"],
-                "stop reason": [
-                    f"{r} {cfg.reasons.get(r, '')}".strip() if isinstance(r, str) else None
-                    for r in merged["stop_reason"]
-                ],
-                "stopped since": merged["stopped_since"],
-                "OEE %": _percent(merged, "oee"),
-                "A %": _percent(merged, "availability"),
-                "P %": _percent(merged, "performance"),
-                "Q %": _percent(merged, "quality"),
-            }
-        )
-        ui.table(view, f"assets {line}", cfg.zone, colour_by="state")
+
+
+def _assets(site: str, assets: pd.DataFrame, asset_oee: pd.DataFrame) -> None:
+    """Every asset: its state coloured by loss category, its stop and the shift's OEE."""
+    st.markdown("#### Assets")
+    merged = assets.merge(asset_oee, on="asset", how="left")
+    view = pd.DataFrame(
+        {
+            "line": merged["line"].str.rsplit("/", n=1).str[-1],
+            "asset": merged["asset"].str.rsplit("/", n=1).str[-1],
+            "state": merged["state_category"],
+            "PackML state": merged["state"],
+            "stop reason": [
+                f"{r} {cfg.reasons.get(r, '')}".strip() if isinstance(r, str) else None
+                for r in merged["stop_reason"]
+            ],
+            "stopped since": merged["stopped_since"],
+            "OEE %": _percent(merged, "oee"),
+            "A %": _percent(merged, "availability"),
+            "P %": _percent(merged, "performance"),
+            "Q %": _percent(merged, "quality"),
+        }
+    )
+    ui.table(view, f"assets {site}", cfg.zone, colour_by="state")
 
 
 overview()

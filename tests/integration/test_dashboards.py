@@ -123,6 +123,13 @@ def test_plant_overview_shows_the_current_shift_oee_of_the_database(filled: Fill
     broken = shown[shown["state"].str.endswith("breakdown")]
     assert list(broken["asset"]) == [filled.open_stop_asset.rsplit("/", 1)[-1]]
     assert set(shown["state"].str.split(" ").str[-1]) <= {"production", "breakdown"}
+    # the lines table shows each line's worst state; each line links to its performance page
+    lines = frame_with(at, "producing")
+    assert list(lines["line"]) == filled.lines
+    assert set(lines.loc[lines["state"] == "breakdown", "line"]) == {
+        filled.open_stop_asset.rsplit("/", 1)[0]
+    }
+    assert len(at.get("page_link")) == len(filled.lines)
 
 
 def _dsn() -> str:
