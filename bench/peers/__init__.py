@@ -1,0 +1,1 @@
+"""Peer implementations the benchmarks compare against; some run in their own virtualenv."""
