@@ -124,8 +124,10 @@ BEGIN
 
     -- shift instances touching the range: those of the minutes in it, and the existing roll-ups
     -- that may have lost minutes to a correction. A shift lasts at most 24 h (CHECK on shifts).
-    CREATE TEMP TABLE IF NOT EXISTS _oee_touched_shifts (asset text, shift_start timestamptz)
-        ON COMMIT DELETE ROWS;
+    IF to_regclass('pg_temp._oee_touched_shifts') IS NULL THEN  -- once per session
+        CREATE TEMP TABLE _oee_touched_shifts (asset text, shift_start timestamptz)
+            ON COMMIT DELETE ROWS;
+    END IF;
     TRUNCATE _oee_touched_shifts;
     INSERT INTO _oee_touched_shifts
     SELECT DISTINCT asset, shift_start FROM oee_minutes
@@ -159,10 +161,12 @@ BEGIN
 
     -- plant-local days touching the range (assets.timezone, UTC when the asset has no row);
     -- `whole_hours`: its local midnights are whole UTC hours, so the day is a sum of hours.
-    CREATE TEMP TABLE IF NOT EXISTS _oee_touched_days (
-        asset text, day date, timezone text, day_from timestamptz, day_to timestamptz,
-        whole_hours boolean
-    ) ON COMMIT DELETE ROWS;
+    IF to_regclass('pg_temp._oee_touched_days') IS NULL THEN
+        CREATE TEMP TABLE _oee_touched_days (
+            asset text, day date, timezone text, day_from timestamptz, day_to timestamptz,
+            whole_hours boolean
+        ) ON COMMIT DELETE ROWS;
+    END IF;
     TRUNCATE _oee_touched_days;
     INSERT INTO _oee_touched_days
     SELECT y.*, time_bucket('1 hour', y.day_from) = y.day_from

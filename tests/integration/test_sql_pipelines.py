@@ -17,6 +17,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 pytestmark = pytest.mark.integration
@@ -361,6 +363,66 @@ def test_refresh_is_idempotent_and_equals_recomputation_after_batches_and_correc
         assert not conn.execute(
             "SELECT 1 FROM oee_hourly WHERE asset = %s AND ts = %s", (assets[0], hour)
         ).fetchall()
+
+
+@given(
+    data=st.data(),
+    seconds=st.lists(
+        st.tuples(st.sampled_from(SECONDS[:8]), st.sampled_from(SECONDS), st.floats(0, 60)),
+        min_size=1,
+        max_size=8,
+    ),
+)
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_rollups_equal_recomputation_whatever_the_batches_property(
+    db_dsn: str, data: st.DataObject, seconds: list[tuple[str, str, float]]
+) -> None:
+    """Any minutes, written and refreshed in any batches in any order (a sink's replays and
+    late corrections included): the roll-ups equal the sums of the minutes."""
+    assets = ["p/a", "p/b"]
+    start = datetime(2026, 3, 2, 20, 30, tzinfo=UTC)
+    n = data.draw(st.integers(1, 240), label="minutes")
+    rows = []
+    for asset in assets:
+        for i in range(n):
+            a, b, x = seconds[i % len(seconds)]
+            split = {a.removesuffix("_s"): 60.0 - x}
+            split[b.removesuffix("_s")] = split.get(b.removesuffix("_s"), 0.0) + x
+            ts = start + timedelta(minutes=i)
+            shift_start = ts.replace(hour=ts.hour - ts.hour % 2, minute=0)  # 2 h shifts
+            rows.append(
+                minute(
+                    asset,
+                    ts,
+                    split=split,
+                    processed=i % 9,
+                    defective=i % 2,
+                    shift=("s", shift_start),
+                )
+            )
+    cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=6), label="cuts"))
+    spans = list(zip([0, *cuts], [*cuts, n], strict=True))
+    order = data.draw(st.permutations(spans), label="arrival order")
+    corrected = data.draw(st.sampled_from(spans), label="corrected batch")
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("TRUNCATE oee_minutes, oee_hourly, oee_shifts, oee_daily")
+        for a, b in order:  # the sink: write a batch, refresh exactly what it wrote
+            write_minutes(conn, [r for r in rows if a <= (r[0] - start).seconds // 60 < b])
+            refresh(conn, assets, start + timedelta(minutes=a), start + timedelta(minutes=b))
+        a, b = corrected  # a late correction of one batch, for one asset
+        span = (start + timedelta(minutes=a), start + timedelta(minutes=b))
+        conn.execute(
+            "UPDATE oee_minutes SET processed = processed + 5, revision = revision + 1 "
+            "WHERE asset = 'p/a' AND ts >= %s AND ts < %s",
+            span,
+        )
+        refresh(conn, ["p/a"], *span)
+        _rollups_equal_recomputation(conn)
+        conn.rollback()
 
 
 def test_every_view_row_satisfies_the_oee_identity_and_lines_and_sites_are_sums(
