@@ -270,6 +270,7 @@ class _MultiPartition(StatelessSinkPartition[tuple[str, Row]]):
                 if self.sink.after is not None:
                     self.sink.after(conn, done)
 
+            self.writer.name = ",".join(by_table)  # what the logs name: the tables of this batch
             self.writer.write(work, chunk[0])
             METRICS.rows_out += len(chunk)
             METRICS.last_write_ts = datetime.now(UTC)
