@@ -19,13 +19,17 @@ the same ongoing condition never creates a second alert: if a correction moves t
 condition (a late event), the active alert is updated (its evidence says so), not re-raised.
 Consumers of the alerts topic receive at-least-once and deduplicate on ``(alert_id, revision)``.
 
-**Clocks.** ``long_stop``, ``frequent_stops`` and ``oee_below`` run on event time: the newest
-source timestamp seen from the asset minus ``lateness`` (the flow uses the OEE lateness: an
-asset's states, counters and process values come through different topics, and a state change
-may be read after process values that are newer; without the allowance a stop already ended at
-the source would raise an alert that the late end then withdraws); on a clock tick the engine
-extrapolates it by the wall-clock time since that event's ingest, so a stopped machine that
-sends nothing still raises its long-stop alert. The end of a stop clears at once.
+**Clocks.** ``long_stop`` and ``frequent_stops`` run on the asset's event time, which only
+advances on source times *consistent with its states*: an asset's states, counters and process
+values come through different topics, read unevenly (a backlog, a replay after a crash), so a
+process value may be read before an older state change that ended a stop; trusting its time
+would raise an alert that the late end then withdraws. The flow therefore passes on the time of
+state changes, and of other events only when they were ingested no later than the newest state
+change read (:class:`BatchSummary` ``clock_ts``). On a clock tick, when the flow has caught up
+with its input, the engine extrapolates that time by the wall-clock time since its ingest, so a
+stopped machine that only sends process values (or nothing) still raises its long-stop alert
+on time. ``lateness`` (default 0) can hold event time back further. The end of a stop clears at
+once (it is a fact). ``oee_below`` runs on its minute rows (closed by the timeline's lateness).
 ``silent`` and ``stale`` run on wall-clock time: ingest timestamps, and the
 tick's ``now`` (injected, so tests are deterministic). ``stale`` is evaluated per input batch of
 an asset: the newest event's lag decides.
@@ -207,13 +211,19 @@ class _Episode:
 
 @dataclass(frozen=True, slots=True)
 class BatchSummary:
-    """What one input batch said about one asset (enough for silent and stale)."""
+    """What the input said about one asset lately: for silent, stale and the event clock.
+
+    ``clock_ts`` is the newest source time that is *consistent with the asset's states* (see
+    the module docstring, Clocks) and ``clock_ingest`` the ingest time of that event; None when
+    the summarised events moved no such clock.
+    """
 
     asset: str
-    max_ts: datetime  # newest source timestamp
     first_ingest: datetime
     last_ingest: datetime
     last_lag_s: float  # ingest - source time of the newest-ingested event
+    clock_ts: datetime | None = None
+    clock_ingest: datetime | None = None
 
     @classmethod
     def of(cls, asset: str, events: Iterable[tuple[datetime, datetime]]) -> BatchSummary:
@@ -223,12 +233,14 @@ class BatchSummary:
             msg = "a batch summary needs at least one event"
             raise ValueError(msg)
         newest = max(pairs, key=lambda p: p[1])
+        clock = max(pairs)
         return cls(
             asset=asset,
-            max_ts=max(p[0] for p in pairs),
             first_ingest=min(p[1] for p in pairs),
             last_ingest=newest[1],
             last_lag_s=(newest[1] - newest[0]).total_seconds(),
+            clock_ts=clock[0],
+            clock_ingest=clock[1],
         )
 
 
@@ -242,13 +254,20 @@ class _Minute:
 class _Watch:
     """What the engine remembers of one asset."""
 
-    last_ts: datetime | None = None  # newest source time seen
-    last_ingest: datetime | None = None  # newest ingest time seen
+    last_ts: datetime | None = None  # newest consistent source time (see BatchSummary)
+    ts_ingest: datetime | None = None  # the ingest time of that event
+    last_ingest: datetime | None = None  # newest ingest time seen, any event
     clock: datetime | None = None  # event time, never going back (see event_now)
     downtimes: dict[datetime, Downtime] = field(default_factory=dict)
     minutes: dict[datetime, _Minute] = field(default_factory=dict)
     gaps: list[tuple[datetime, datetime]] = field(default_factory=list)  # ingest silences
     stale: dict[str, _Episode] = field(default_factory=dict)  # rule -> ongoing/last episode
+
+    def advance(self, ts: datetime, ingest: datetime | None) -> None:
+        """A consistent source time ``ts`` (ingested at ``ingest``) was seen."""
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+            self.ts_ingest = ingest if ingest is not None else self.ts_ingest
 
     def event_now(
         self, wall: datetime | None = None, lateness: timedelta = timedelta(0)
@@ -262,8 +281,8 @@ class _Watch:
         if self.last_ts is None:
             return self.clock
         now = self.last_ts
-        if wall is not None and self.last_ingest is not None:
-            now = max(now, self.last_ts + (wall - self.last_ingest))
+        if wall is not None and self.ts_ingest is not None:
+            now = max(now, self.last_ts + (wall - self.ts_ingest))
         now -= lateness
         self.clock = now if self.clock is None else max(self.clock, now)
         return self.clock
@@ -288,6 +307,10 @@ class AlertEngine:
     rules: tuple[Rule, ...]
     keep: timedelta = timedelta(hours=6)
     lateness: timedelta = timedelta(0)
+    caught_up: timedelta = timedelta(seconds=30)
+    settle: timedelta = timedelta(0)
+    newest_ingest: datetime | None = None
+    caught_up_at: datetime | None = None
     watches: dict[str, _Watch] = field(default_factory=dict)
     known: dict[tuple[str, str], dict[datetime, Alert]] = field(default_factory=dict)
 
@@ -306,7 +329,10 @@ class AlertEngine:
         w = self.watches.setdefault(summary.asset, _Watch())
         if w.last_ingest is not None and summary.first_ingest > w.last_ingest:
             w.gaps.append((w.last_ingest, summary.first_ingest))
-        w.last_ts = summary.max_ts if w.last_ts is None else max(w.last_ts, summary.max_ts)
+        if summary.clock_ts is not None:
+            w.advance(summary.clock_ts, summary.clock_ingest)
+        if self.newest_ingest is None or summary.last_ingest > self.newest_ingest:
+            self.newest_ingest = summary.last_ingest
         w.last_ingest = (
             summary.last_ingest
             if w.last_ingest is None
@@ -327,9 +353,7 @@ class AlertEngine:
             del w.downtimes[start]
         for row in rows:
             w.downtimes[row.start] = row
-            seen = row.end or row.start  # the event that ended it was seen
-            if w.last_ts is None or seen > w.last_ts:
-                w.last_ts = seen
+            w.advance(row.end or row.start, row.updated_ts)  # a state change: consistent
         return self._evaluate(asset, None, EVENT_TIME_RULES)
 
     def on_minutes(self, rows: Iterable[MinuteRow]) -> list[Alert]:
@@ -340,17 +364,30 @@ class AlertEngine:
             pbt = sum(row.seconds.get(c, 0.0) for c in PBT_CATEGORIES)
             good_ideal = None if row.ideal_cycle_s is None else row.ideal_cycle_s * row.good
             w.minutes[row.ts] = _Minute(pbt_s=pbt, good_ideal_s=good_ideal)
-            end = row.ts + timedelta(seconds=WINDOW_S)
-            if w.last_ts is None or end > w.last_ts:
-                w.last_ts = end
             touched.add(row.asset)
         out: list[Alert] = []
         for asset in sorted(touched):
             out += self._evaluate(asset, None, EVENT_TIME_RULES)
         return out
 
-    def on_tick(self, now: datetime) -> list[Alert]:
-        """The wall clock advanced to ``now``: silent assets, and stops running without events."""
+    def on_tick(self, now: datetime, source_idle: bool = True) -> list[Alert]:
+        """The wall clock advanced to ``now``: silent assets, and stops running without events.
+
+        Only when the flow has caught up with its input: the source read nothing since the last
+        tick (``source_idle``), or the newest ingest time seen is within ``caught_up`` of
+        ``now``; and has been so for ``settle`` (the flow uses one tick interval: a restart
+        reads one topic's backlog before another's). While a backlog is being read, wall-clock
+        time says nothing about the assets (their events are in Kafka, not yet read): no
+        silent alerts, no extrapolation.
+        """
+        behind = self.newest_ingest is None or now - self.newest_ingest > self.caught_up
+        if behind and not source_idle:
+            self.caught_up_at = None
+            return []
+        if self.caught_up_at is None:
+            self.caught_up_at = now
+        if now - self.caught_up_at < self.settle:
+            return []  # just caught up: other topics' backlogs may still be in the last polls
         out: list[Alert] = []
         for asset in sorted(self.watches):
             out += self._evaluate(asset, now, (*EVENT_TIME_RULES, Silent))
@@ -373,6 +410,8 @@ class AlertEngine:
                 continue
             if isinstance(rule, Silent | Stale):
                 clock = wall if wall is not None else w.last_ingest
+            elif isinstance(rule, OeeBelow) and w.minutes:
+                clock = max(w.minutes) + timedelta(seconds=WINDOW_S)
             else:
                 clock = now
             if clock is None:
@@ -389,8 +428,11 @@ class AlertEngine:
             return _long_stops(rule, w.downtimes.values(), now)
         if isinstance(rule, FrequentStops):
             return _frequent_stops(rule, w.downtimes.values(), now)
-        if isinstance(rule, OeeBelow):
-            return _oee_below(rule, w.minutes, now)
+        if isinstance(rule, OeeBelow):  # minute rows come closed: their own clock
+            latest = max(w.minutes, default=None)
+            if latest is None:
+                return []
+            return _oee_below(rule, w.minutes, latest + timedelta(seconds=WINDOW_S))
         if isinstance(rule, Silent):
             return _silences(rule, w, now if wall is not None else None)
         return [e for e in [w.stale.get(rule.name)] if e is not None]

@@ -52,7 +52,7 @@ from confluent_kafka import Producer
 from psycopg.types.json import Jsonb
 
 from asbuilt import db, kafka, topics
-from asbuilt.events import Event
+from asbuilt.events import Event, StateChange
 from asbuilt.settings import Settings
 from pipelines.accounting.model import MinuteRow, Segment
 from pipelines.accounting.timeline import AssetTimeline, SegmentGone, TimelineConfig
@@ -81,7 +81,7 @@ ALERT_COLUMNS: Final = (
     "message", "evidence", "revision",
 )  # fmt: skip
 
-AlertInput: TypeAlias = BatchSummary | Replacement | list[MinuteRow] | datetime
+AlertInput: TypeAlias = "BatchSummary | Replacement | list[MinuteRow] | Tick"
 
 
 # --- per asset -------------------------------------------------------------------------------
@@ -93,7 +93,9 @@ class AssetState:
 
     timeline: AssetTimeline
     tracker: DowntimeTracker
-    summarised: tuple[datetime, datetime] | None = None  # (ts, ingest_ts) of the last summary
+    summarised: tuple[datetime, datetime | None] | None = None  # (ingest, clock) last sent
+    frontier: datetime | None = None  # newest ingest time of a state change read
+    clock: tuple[datetime, datetime] | None = None  # newest consistent (ts, ingest)
 
 
 def asset_step(cfg: TimelineConfig, minor_stop_s: float) -> Any:
@@ -116,20 +118,37 @@ def asset_step(cfg: TimelineConfig, minor_stop_s: float) -> Any:
                 change = tracker.apply(segments, event.ingest_ts, gone, asset=event.asset)
                 if change is not None:
                     out.append(change)
-            # activity summary (sampled): this event, if the last one sent is far enough behind
+            # the consistent clock: state changes, and events ingested before the newest
+            # state change read (see pipelines/downtime/alerts.py, Clocks)
+            ingest = event.ingest_ts
+            if isinstance(event, StateChange):
+                if state.frontier is None or ingest > state.frontier:
+                    state.frontier = ingest
+                consistent = True
+            else:
+                consistent = state.frontier is not None and ingest <= state.frontier
+            if consistent and (state.clock is None or event.ts > state.clock[0]):
+                state.clock = (event.ts, ingest)
+            # activity summary (sampled): when ingest or the clock moved on far enough
             last = state.summarised
-            if last is None or (
-                event.ingest_ts - last[1] >= SUMMARY_EVERY
-                or event.ts - last[0] >= SUMMARY_EVERY_EVENT_TIME
+            clock_ts = state.clock[0] if state.clock is not None else None
+            if (
+                last is None
+                or ingest - last[0] >= SUMMARY_EVERY
+                or (
+                    clock_ts is not None
+                    and (last[1] is None or clock_ts - last[1] >= SUMMARY_EVERY_EVENT_TIME)
+                )
             ):
-                state.summarised = (event.ts, event.ingest_ts)
+                state.summarised = (ingest, clock_ts)
                 out.append(
                     BatchSummary(
                         asset=event.asset,
-                        max_ts=event.ts,
-                        first_ingest=event.ingest_ts,
-                        last_ingest=event.ingest_ts,
-                        last_lag_s=(event.ingest_ts - event.ts).total_seconds(),
+                        first_ingest=ingest,
+                        last_ingest=ingest,
+                        last_lag_s=(ingest - event.ts).total_seconds(),
+                        clock_ts=clock_ts,
+                        clock_ingest=state.clock[1] if state.clock is not None else None,
                     )
                 )
         if minutes:
@@ -148,8 +167,8 @@ def alert_step(engine_factory: Any) -> Any:
     def step(engine: AlertEngine | None, item: AlertInput) -> tuple[AlertEngine, list[Alert]]:
         if engine is None:
             engine = engine_factory()
-        if isinstance(item, datetime):
-            return engine, engine.on_tick(item)
+        if isinstance(item, Tick):
+            return engine, engine.on_tick(item.now, item.source_idle)
         if isinstance(item, BatchSummary):
             return engine, engine.on_batch(item)
         if isinstance(item, Replacement):
@@ -159,11 +178,25 @@ def alert_step(engine_factory: Any) -> Any:
     return step
 
 
-class Ticks(SimplePollingSource[datetime]):
-    """Wall-clock ticks (timezone-aware UTC datetimes) every ``interval``."""
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The wall clock, and whether the flow's source read nothing since the previous tick."""
 
-    def next_item(self) -> datetime:
-        return datetime.now(UTC)
+    now: datetime
+    source_idle: bool
+
+
+class Ticks(SimplePollingSource[Tick]):
+    """A :class:`Tick` every ``interval``; ``source_idle`` from the flow's items-in counter."""
+
+    def __init__(self, interval: timedelta) -> None:
+        super().__init__(interval)
+        self._seen = -1
+
+    def next_item(self) -> Tick:
+        seen = METRICS.items_in
+        idle, self._seen = seen == self._seen, seen
+        return Tick(datetime.now(UTC), idle)
 
 
 def alert_row(a: Alert) -> tuple[Any, ...]:
@@ -275,7 +308,6 @@ def build_flow(settings: Settings, tick: timedelta = TICK) -> Dataflow:
     rules = load_rules(settings.alert_rules)
     logger.info("downtime: %d alert rule(s): %s", len(rules), ", ".join(r.name for r in rules))
 
-    lateness = timedelta(seconds=settings.oee_lateness_s)
     flow = Dataflow(NAME)
     # bad messages are the historian's (it dead-letters them once); too-late events the OEE flow's
     decoded = op.input("read", flow, source(settings, KINDS))
@@ -289,7 +321,7 @@ def build_flow(settings: Settings, tick: timedelta = TICK) -> Dataflow:
     alert_in = op.merge("alert_inputs", items, ticks)
     engine_keyed = op.key_on("one_engine", alert_in, lambda _x: "alerts")
     keyed_alerts = op.stateful_flat_map(
-        "alerts", engine_keyed, alert_step(lambda: AlertEngine(rules, lateness=lateness))
+        "alerts", engine_keyed, alert_step(lambda: AlertEngine(rules, settle=tick))
     )
     alerts = op.map("alerts_unkey", keyed_alerts, lambda kv: kv[1])
     op.output(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,12 @@ def alert_rows(dsn: str) -> list[tuple[Any, ...]]:
     )
 
 
+def live_lag() -> timedelta:
+    """Ingest times as if the scenario ran live: its 13:50 is now (the stop at 13:40 has run
+    for ten minutes of wall-clock time when the test starts)."""
+    return datetime.now(UTC) - utc("13:50")
+
+
 def raised(message: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(message["raised_ts"])
 
@@ -83,15 +89,16 @@ def test_scripted_stops_give_downtime_rows_alerts_and_reliability_figures(
     rules = tmp_path / "rules.yaml"
     rules.write_text(SCENARIO_RULES)
     settings = flow_settings(local_stack, db_dsn, topic_prefix, tmp_path, alert_rules=rules)
+    lag = live_lag()
     topic = AlertsTopic(settings)
     try:
         with FlowProcess("downtime", settings) as flow:
             # states first, then the process values that move event time on: as it happens live
             # (topics read unevenly from a backlog could raise, then withdraw, an alert for a
             # stop whose end is not read yet; see pipelines/downtime/alerts.py, Clocks)
-            produce(settings, scenario_events("states"))
+            produce(settings, scenario_events("states", lag=lag))
             wait_until(lambda: len(downtime_rows(db_dsn)) == 4, 120, "4 downtime rows", [flow])
-            produce(settings, scenario_events("heartbeat"))
+            produce(settings, scenario_events("heartbeat", lag=lag))
 
             # the long stop is open: visible while it runs, and its alert is active
             def open_stop_and_active_alert() -> bool:
@@ -121,7 +128,7 @@ def test_scripted_stops_give_downtime_rows_alerts_and_reliability_figures(
                 ).fetchall()
             assert open_view == [(A, utc("13:40"), "200.10")]
 
-            end = scenario_events("end")
+            end = scenario_events("end", lag=lag)
             produce(settings, end)
 
             def all_closed_and_cleared() -> bool:
@@ -222,4 +229,71 @@ def test_scripted_stops_give_downtime_rows_alerts_and_reliability_figures(
         (None, True, 2, 0, 810.0, 1980.0, 990.0),
         ("100.20", False, 1, 0, 900.0, 1980.0, 1980.0),
         ("200.10", False, 1, 0, 720.0, 1980.0, 1980.0),
+    ]
+
+
+def test_a_silent_asset_raises_on_the_clock_tick_and_clears_when_it_speaks_again(
+    local_stack: Stack, db_dsn: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    from asbuilt.events import new_process_value
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {name: quiet, kind: silent, severity: critical, seconds: 2}\n")
+    settings = flow_settings(local_stack, db_dsn, topic_prefix, tmp_path, alert_rules=rules)
+
+    def speak() -> Any:
+        event = new_process_value(
+            asset=A, ts=datetime.now(UTC), signal="speed", value=1.0, unit="1/min", status_code=0
+        )
+        produce(settings, [event])
+        return event
+
+    def statuses() -> list[tuple[Any, ...]]:
+        return table_rows(
+            db_dsn, "alerts", "raised_ts", ("rule", "status", "raised_ts", "cleared_ts")
+        )
+
+    with FlowProcess("downtime", settings) as flow:
+        first = speak()
+        # nothing more arrives: only the tick input can notice
+        wait_until(lambda: [s[1] for s in statuses()] == ["active"], 120, "a silent alert", [flow])
+        [(rule, _, raised_ts, _)] = statuses()
+        assert rule == "quiet"
+        assert raised_ts == first.ingest_ts + timedelta(seconds=2)
+        second = speak()
+        wait_until(lambda: [s[1] for s in statuses()] == ["cleared"], 120, "cleared", [flow])
+        assert statuses()[0][3] == second.ingest_ts
+
+
+def test_a_crash_and_restart_leave_the_same_downtime_rows_and_alerts(
+    local_stack: Stack, db_dsn: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(SCENARIO_RULES)
+    settings = flow_settings(local_stack, db_dsn, topic_prefix, tmp_path, alert_rules=rules)
+    lag = live_lag()
+    produce(settings, scenario_events("states", lag=lag))
+    flow = FlowProcess("downtime", settings).start()
+    try:
+        wait_until(lambda: len(downtime_rows(db_dsn)) == 4, 120, "4 downtime rows", [flow])
+        flow.kill()  # SIGKILL: no final snapshot; the restart replays from the last one
+        produce(settings, scenario_events("heartbeat", lag=lag) + scenario_events("end", lag=lag))
+        flow.start()
+        wait_until(
+            lambda: (
+                downtime_rows(db_dsn) == SCENARIO_EXPECTED
+                and len([a for a in alert_rows(db_dsn) if a[4] == "cleared"]) == 2
+            ),
+            120,
+            "the scenario's rows after the restart",
+            [flow],
+        )
+        assert flow.stop() == 0
+    finally:
+        if flow.alive():
+            flow.kill()
+    alerts = alert_rows(db_dsn)
+    assert [(a[2], a[3], a[4]) for a in alerts] == [
+        (utc("13:00"), utc("13:10"), "cleared"),
+        (utc("13:45"), utc("13:52"), "cleared"),
     ]

@@ -388,3 +388,24 @@ def test_an_alert_raised_on_a_stop_whose_end_was_read_late_is_withdrawn() -> Non
     [w] = eng.on_downtimes(A, [stop(0, 4)], at(0), at(0))
     assert (w.alert_id, w.status, w.cleared_ts) == (a.alert_id, "cleared", at(12))
     assert w.evidence["condition_withdrawn"] is True
+
+
+def test_only_a_consistent_clock_moves_event_time() -> None:
+    eng = AlertEngine((LONG,))
+    feed(eng, stop(0, None))
+    # a process value read before the states that follow it: ingest known, clock unknown
+    ahead = BatchSummary(asset=A, first_ingest=at(30), last_ingest=at(30), last_lag_s=0.0)
+    assert eng.on_batch(ahead) == []
+    assert feed(eng, stop(0, 4)) == []  # the late end: no alert was raised to withdraw
+
+
+def test_ticks_while_the_flow_reads_a_backlog_raise_nothing() -> None:
+    eng = AlertEngine((LONG, SILENT), settle=timedelta(seconds=5))
+    eng.on_batch(batch(0))
+    feed(eng, stop(0, None))
+    # wall clock far ahead of what was read, and the source still busy: a backlog
+    assert eng.on_tick(at(30), source_idle=False) == []
+    # caught up (the source read nothing since the last tick), but not yet settled
+    assert eng.on_tick(at(30.05), source_idle=True) == []
+    raised = eng.on_tick(at(30.2), source_idle=True)
+    assert sorted(a.rule for a in raised) == ["long", "silent"]

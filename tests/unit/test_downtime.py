@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -411,10 +412,18 @@ rules:
 """
 
 
-def scenario_events(phase: str, ingest: datetime | None = None) -> list[object]:
-    """The events of a phase: "running" (state changes, then process values up to 13:50),
+def scenario_events(
+    phase: str, ingest: datetime | None = None, lag: timedelta | None = None
+) -> list[object]:
+    """The events of a phase (ingested at ``ingest``, or ``lag`` after each one's time):
+    "running" (state changes, then process values up to 13:50),
     "end" (the long stop ends at 13:52), or "states" / "heartbeat" (the two halves of
     "running", for a flow that reads the two topics unevenly)."""
+    if lag is not None:  # ingested `lag` after their source time, as live
+        return [
+            msgspec.structs.replace(e, ingest_ts=e.ts + lag)  # type: ignore[type-var]
+            for e in scenario_events(phase, ingest)
+        ]
     if phase in ("states", "heartbeat"):
         events = scenario_events("running", ingest)
         return [e for e in events if (type(e).__name__ == "StateChange") == (phase == "states")]
