@@ -50,10 +50,11 @@ SpanKind: TypeAlias = Literal["shift", "break", "no_shift"]
 
 def to_us(ts: datetime) -> int:
     """Microseconds since the epoch of an aware datetime (exact)."""
-    if ts.tzinfo is None or ts.utcoffset() is None:
+    if ts.tzinfo is None:
         msg = f"timestamp {ts.isoformat()} is naive; use timezone-aware datetimes"
         raise ValueError(msg)
-    return (ts - _EPOCH) // timedelta(microseconds=1)
+    d = ts - _EPOCH
+    return (d.days * 86_400 + d.seconds) * US + d.microseconds
 
 
 def from_us(us: int) -> datetime:

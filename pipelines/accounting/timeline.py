@@ -140,14 +140,13 @@ class TimelineConfig:
                 f"({self.lateness_s} s): make the horizon at least the lateness"
             )
             raise ValueError(msg)
+        object.__setattr__(self, "lateness_us", round(self.lateness_s * US))
+        object.__setattr__(self, "horizon_us", round(self.horizon_s * US))
 
-    @property
-    def lateness_us(self) -> int:
-        return round(self.lateness_s * US)
-
-    @property
-    def horizon_us(self) -> int:
-        return round(self.horizon_s * US)
+    lateness_us: int = field(init=False, repr=False)
+    """The lateness in microseconds (derived)."""
+    horizon_us: int = field(init=False, repr=False)
+    """The correction horizon in microseconds (derived)."""
 
 
 _Sample: TypeAlias = tuple[int, int, bool, int | None]  # ts, value, resettable, rollover
@@ -361,8 +360,12 @@ class AssetTimeline:
         if not isinstance(event, StateChange | CounterSample | ProcessValue):
             return  # other kinds do not concern OEE (and do not advance the clock)
         ts = to_us(event.ts)
-        cut = self._cut(cfg)
-        if cut is not None and ts < cut:
+        clock = self.clock
+        if (
+            clock is not None
+            and ts < clock - cfg.horizon_us + MINUTE_US
+            and ts < minute_floor(clock - cfg.horizon_us)
+        ):
             out.append(
                 TooLate(
                     asset=self.asset,
@@ -428,8 +431,10 @@ class AssetTimeline:
             self._resegment(self.next_boundary, cfg, out, event)
         for m in fresh:
             out.append(self._row(m, cfg))
-        self._emit_closed(cfg, out)
-        self._maybe_prune(cfg)
+        if self.emitted_until + MINUTE_US <= self.clock - cfg.lateness_us:
+            self._emit_closed(cfg, out)
+        if self.pruned_at is None or self.clock - self.pruned_at >= _PRUNE_EVERY_US:
+            self._maybe_prune(cfg)
 
     # --- states ---
 
@@ -622,10 +627,11 @@ class AssetTimeline:
     # --- memory ---
 
     def _maybe_prune(self, cfg: TimelineConfig) -> None:
+        """Drop history before the cut (called every _PRUNE_EVERY_US of event clock)."""
         cut = self._cut(cfg)
-        if cut is None or (self.pruned_at is not None and cut - self.pruned_at < _PRUNE_EVERY_US):
-            return
-        self.pruned_at = cut
+        assert self.clock is not None
+        assert cut is not None
+        self.pruned_at = self.clock
         # states: keep the one in effect at the cut
         i = bisect.bisect_right(self.state_ts, cut) - 1
         if i > 0:
