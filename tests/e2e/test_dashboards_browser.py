@@ -81,8 +81,9 @@ def served(db_dsn: str, tmp_path: Path) -> Iterator[tuple[str, Filled]]:
         supervisor.stop_all()
 
 
-def until(what: str, probe: Callable[[], T | None]) -> T:
-    """Poll ``probe`` until it returns something (a hang becomes a failure after HANG_S)."""
+def until(what: str, probe: Callable[[], T | None], evidence: Callable[[], str] = str) -> T:
+    """Poll ``probe`` until it returns something (a hang becomes a failure after HANG_S, with
+    the ``evidence`` of what was on the screen)."""
     deadline = time.monotonic() + HANG_S
     while True:
         try:
@@ -92,8 +93,18 @@ def until(what: str, probe: Callable[[], T | None]) -> T:
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}; {evidence()}")
         time.sleep(0.25)
+
+
+def _evidence(driver: webdriver.Chrome, shot: Path) -> str:
+    """What the page showed when a wait timed out: a screenshot and the page's text."""
+    try:
+        driver.save_screenshot(str(shot))
+        text = driver.find_element(By.TAG_NAME, "body").text
+    except WebDriverException as exc:
+        return f"(no evidence: {exc})"
+    return f"screenshot {shot}; the page said:\n{text[:3000]}"
 
 
 def metrics(driver: webdriver.Chrome) -> dict[str, str]:
@@ -110,13 +121,21 @@ def open_page(
 ) -> dict[str, str]:
     """Open a page, wait for the metric ``wanted``, check for exceptions, keep a screenshot."""
     driver.get(url)
+    shots.mkdir(parents=True, exist_ok=True)
+
+    def seen() -> str:
+        return _evidence(driver, shots / f"{name}-timeout.png")
+
     shown = until(
-        f"metric {wanted!r} on {url}", lambda: wanted in metrics(driver) and metrics(driver)
+        f"metric {wanted!r} on {url}",
+        lambda: wanted in metrics(driver) and metrics(driver),
+        seen,
     )
     running = '[data-testid="stStatusWidget"] [data-testid="stSpinner"]'
     until(
         "the page to finish running",
         lambda: not driver.find_elements(By.CSS_SELECTOR, running) or None,
+        seen,
     )
     time.sleep(1.0)  # let charts draw for the screenshot (not an assertion)
     shots.mkdir(parents=True, exist_ok=True)
