@@ -324,9 +324,14 @@ DEAD_LETTERS: Final = Table(
 )
 
 
-def dead_letter_row(rejected: Rejected) -> tuple[Any, ...]:
-    """The ``dead_letters`` row of a rejected message (columns of :data:`DEAD_LETTERS`)."""
-    d = rejected.dead_letter
+def letter_row(
+    d: ev.DeadLetter,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> tuple[Any, ...]:
+    """The ``dead_letters`` row of a dead letter (columns of :data:`DEAD_LETTERS`); the Kafka
+    position is None for one that did not come from Kafka (a connector's)."""
     return (
         d.received_ts,
         d.event_id,
@@ -336,10 +341,15 @@ def dead_letter_row(rejected: Rejected) -> tuple[Any, ...]:
         d.payload_size,
         d.payload_truncated,
         d.schema_version,
-        rejected.topic,
-        rejected.partition,
-        rejected.offset,
+        topic,
+        partition,
+        offset,
     )
+
+
+def dead_letter_row(rejected: Rejected) -> tuple[Any, ...]:
+    """The ``dead_letters`` row of a rejected message, with its Kafka position."""
+    return letter_row(rejected.dead_letter, rejected.topic, rejected.partition, rejected.offset)
 
 
 class _DeadLetterPartition(StatelessSinkPartition[Rejected]):

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 import bytewax.operators as op
 import msgspec
@@ -59,6 +59,7 @@ of it librdkafka's fetch threads."""
 _KAFKA_ERROR_LOG_EVERY_S: Final = 10.0
 
 _DECODE: Final = msgspec.json.Decoder(ev.Event).decode
+_DECODE_LETTER: Final = msgspec.json.Decoder(ev.DeadLetter).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +107,19 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+_Item = TypeVar("_Item")
+
+
 def _received(timestamp: tuple[int, int]) -> datetime | None:
     kind, ms = timestamp
     return datetime.fromtimestamp(ms / 1000, UTC) if kind and ms >= 0 else None
 
 
-class _EventPartition(StatefulSourcePartition[Decoded, int]):
-    """One Kafka partition: poll without blocking, decode the batch, emit one Decoded.
+class _KafkaPartition(StatefulSourcePartition[_Item, int]):
+    """One Kafka partition: poll without blocking, decode the batch, emit ONE item per poll.
 
     The resume state is the next offset to read (as in Bytewax's own Kafka partition).
+    Subclasses decode (:meth:`_decode`).
     """
 
     def __init__(
@@ -130,7 +135,7 @@ class _EventPartition(StatefulSourcePartition[Decoded, int]):
         self._idle = IDLE_WAIT[0]
         self._last_error_log = 0.0
 
-    def next_batch(self) -> list[Decoded]:
+    def next_batch(self) -> list[_Item]:
         METRICS.beat()
         msgs = self._consumer.consume(BATCH_SIZE, 0)
         if not msgs:
@@ -139,6 +144,59 @@ class _EventPartition(StatefulSourcePartition[Decoded, int]):
             return []
         self._awake = None
         self._idle = IDLE_WAIT[0]
+        return [self._decode(msgs)]
+
+    def _decode(self, msgs: list[Message]) -> _Item:
+        raise NotImplementedError
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> int:
+        return self._offset
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _reject(self, msg: Message, reason: str | None = None) -> Rejected:
+        """The dead letter of a message (asbuilt.events.decode says why; never raises)."""
+        offset = int(msg.offset() or 0)
+        origin = f"{self._topic}[{self._part_idx}]@{offset}"
+        value = msg.value()
+        letter = ev.decode(value, origin, _received(msg.timestamp()))
+        if reason is not None or not isinstance(letter, ev.DeadLetter):
+            letter = ev.new_dead_letter(
+                reason=reason or "rejected by the flow's decoder",
+                origin=origin,
+                payload=value or b"",
+                received_ts=_received(msg.timestamp()),
+            )
+        logger.debug("dead letter topic=%s offset=%d: %s", self._topic, offset, letter.reason)
+        return Rejected(letter, self._topic, self._part_idx, offset)
+
+    def _kafka_error(self, msg: Message) -> bool:
+        """Log (rate-limited) and count a consumer error; True if it consumed an offset."""
+        err = msg.error()
+        METRICS.kafka_errors += 1
+        METRICS.last_kafka_error = f"{self._topic}[{self._part_idx}]: {err}"
+        now = time.monotonic()
+        if now - self._last_error_log >= _KAFKA_ERROR_LOG_EVERY_S:
+            self._last_error_log = now
+            logger.warning(
+                "kafka error topic=%s partition=%d: %s (retrying; logged every %.0f s)",
+                self._topic,
+                self._part_idx,
+                err,
+                _KAFKA_ERROR_LOG_EVERY_S,
+            )
+        offset = msg.offset()
+        return offset is not None and offset >= 0 and msg.topic() == self._topic
+
+
+class _EventPartition(_KafkaPartition[Decoded]):
+    """A partition of an event topic: contract events, or dead letters saying why not."""
+
+    def _decode(self, msgs: list[Message]) -> Decoded:
         events: list[ev.Event] = []
         rejected: list[Rejected] = []
         append = events.append
@@ -164,61 +222,69 @@ class _EventPartition(StatefulSourcePartition[Decoded, int]):
         METRICS.dead_letters += len(rejected)
         if events:
             METRICS.last_event_ts = events[-1].ts
-        return [Decoded(events, rejected)]
-
-    def next_awake(self) -> datetime | None:
-        return self._awake
-
-    def snapshot(self) -> int:
-        return self._offset
-
-    def close(self) -> None:
-        self._consumer.close()
-
-    def _reject(self, msg: Message) -> Rejected:
-        """The dead letter of a message (asbuilt.events.decode says why; never raises)."""
-        offset = int(msg.offset() or 0)
-        origin = f"{self._topic}[{self._part_idx}]@{offset}"
-        value = msg.value()
-        letter = ev.decode(value, origin, _received(msg.timestamp()))
-        if not isinstance(letter, ev.DeadLetter):  # cannot happen: our decode failed on it
-            letter = ev.new_dead_letter(
-                reason="rejected by the flow's decoder", origin=origin, payload=value or b""
-            )
-        logger.debug("dead letter topic=%s offset=%d: %s", self._topic, offset, letter.reason)
-        return Rejected(letter, self._topic, self._part_idx, offset)
-
-    def _kafka_error(self, msg: Message) -> bool:
-        """Log (rate-limited) and count a consumer error; True if it consumed an offset."""
-        err = msg.error()
-        METRICS.kafka_errors += 1
-        METRICS.last_kafka_error = f"{self._topic}[{self._part_idx}]: {err}"
-        now = time.monotonic()
-        if now - self._last_error_log >= _KAFKA_ERROR_LOG_EVERY_S:
-            self._last_error_log = now
-            logger.warning(
-                "kafka error topic=%s partition=%d: %s (retrying; logged every %.0f s)",
-                self._topic,
-                self._part_idx,
-                err,
-                _KAFKA_ERROR_LOG_EVERY_S,
-            )
-        offset = msg.offset()
-        return offset is not None and offset >= 0 and msg.topic() == self._topic
+        return Decoded(events, rejected)
 
 
-class EventSource(FixedPartitionedSource[Decoded, int]):
-    """Kafka topics as a Bytewax source of :class:`Decoded` items, one partition per Kafka
-    partition, named ``"<partition>-<topic>"`` as Bytewax's KafkaSource names them."""
+class Published(NamedTuple):
+    """What one poll of the dead-letter topic produced (see :func:`read_published_dead_letters`)."""
 
-    def __init__(self, config: dict[str, Any], topics: Sequence[str]) -> None:
+    letters: list[ev.DeadLetter]
+    rejected: list[Rejected]
+
+
+class _DeadLetterPartition(_KafkaPartition[Published]):
+    """A partition of the dead-letter topic: the dead letters other processes published.
+
+    Dead letters whose origin is a position in one of our own topics (``<topic>[p]@offset``)
+    were published by a flow that stored them itself, and are skipped.
+    """
+
+    own_origins: tuple[str, ...] = ()
+
+    def _decode(self, msgs: list[Message]) -> Published:
+        letters: list[ev.DeadLetter] = []
+        rejected: list[Rejected] = []
+        last_offset = None
+        for msg in msgs:
+            if msg.error() is not None:
+                if self._kafka_error(msg):
+                    last_offset = msg.offset()
+                continue
+            last_offset = msg.offset()
+            try:
+                letter = _DECODE_LETTER(msg.value())  # type: ignore[arg-type]  # None: TypeError
+            except (msgspec.DecodeError, TypeError, UnicodeError, RecursionError) as exc:
+                rejected.append(self._reject(msg, f"not a dead letter of the contract: {exc}"))
+                continue
+            if not letter.origin.startswith(self.own_origins):
+                letters.append(letter)
+        if last_offset is not None:
+            self._offset = last_offset + 1
+        METRICS.dead_letters += len(letters) + len(rejected)
+        return Published(letters, rejected)
+
+
+class EventSource(FixedPartitionedSource[_Item, int]):
+    """Kafka topics as a Bytewax source, one partition per Kafka partition, named
+    ``"<partition>-<topic>"`` as Bytewax's KafkaSource names them; items: one per poll
+    (:class:`Decoded` for event topics)."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: Sequence[str],
+        partition: Callable[[dict[str, Any], str, int, int | None], _KafkaPartition[_Item]],
+    ) -> None:
         self._config = config
         self._topics = tuple(topics)
+        self._partition = partition
 
     def list_parts(self) -> list[str]:
         return list(_list_parts(AdminClient(self._config), self._topics))
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _EventPartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _KafkaPartition[_Item]:
         idx, topic = for_part.split("-", 1)
         if topic not in self._topics:
             msg = (
@@ -230,13 +296,33 @@ class EventSource(FixedPartitionedSource[Decoded, int]):
             "group.id": "asbuilt-unused",  # assign() only: offsets live in the recovery store
             "enable.auto.commit": False,
         } | self._config
-        return _EventPartition(config, topic, int(idx), resume_state)
+        return self._partition(config, topic, int(idx), resume_state)
 
 
-def source(settings: Settings, kinds: Sequence[topics.TopicKind]) -> EventSource:
-    """The Bytewax source of the topics of ``kinds`` (with ``settings.topic_prefix``)."""
+def source(settings: Settings, kinds: Sequence[topics.TopicKind]) -> EventSource[Decoded]:
+    """The Bytewax source of the event topics of ``kinds`` (with ``settings.topic_prefix``):
+    one :class:`Decoded` item per poll of a partition."""
+    unknown = [k for k in kinds if k not in EVENT_KINDS]
+    if unknown:
+        msg = f"these are not event topics ({', '.join(EVENT_KINDS)}): {unknown}"
+        raise ValueError(msg)
     names = [topics.topic_name(kind, settings.topic_prefix) for kind in kinds]
-    return EventSource(consumer_config(settings), names)
+    return EventSource(consumer_config(settings), names, _EventPartition)
+
+
+def dead_letter_source(settings: Settings) -> EventSource[Published]:
+    """The Bytewax source of the dead-letter topic: one :class:`Published` item per poll."""
+    own = tuple(f"{topics.topic_name(k, settings.topic_prefix)}[" for k in EVENT_KINDS)
+
+    def partition(
+        config: dict[str, Any], topic: str, idx: int, resume: int | None
+    ) -> _DeadLetterPartition:
+        part = _DeadLetterPartition(config, topic, idx, resume)
+        part.own_origins = own
+        return part
+
+    name = topics.topic_name("dead_letters", settings.topic_prefix)
+    return EventSource(consumer_config(settings), [name], partition)
 
 
 def _events(item: Decoded) -> list[ev.Event]:
@@ -257,12 +343,31 @@ def read_events(
     topic, partition and offset. Step ids: ``step_id`` (the input) and ``<step_id>_events`` /
     ``<step_id>_rejected``.
     """
-    kinds = tuple(kinds)
-    unknown = [k for k in kinds if k not in EVENT_KINDS]
-    if unknown:
-        msg = f"read_events reads event topics only ({', '.join(EVENT_KINDS)}), not {unknown}"
-        raise ValueError(msg)
-    decoded = op.input(step_id, flow, source(settings, kinds))
+    decoded = op.input(step_id, flow, source(settings, tuple(kinds)))
     events = op.flat_map(f"{step_id}_events", decoded, _events)
     rejected = op.flat_map(f"{step_id}_rejected", decoded, _rejected)
     return events, rejected
+
+
+def _letters(item: Published) -> list[ev.DeadLetter]:
+    return item.letters
+
+
+def _published_rejected(item: Published) -> list[Rejected]:
+    return item.rejected
+
+
+def read_published_dead_letters(
+    flow: Dataflow, step_id: str, settings: Settings
+) -> tuple[Stream[ev.DeadLetter], Stream[Rejected]]:
+    """The dead letters other processes (the connectors) published on the dead-letter topic,
+    and the messages on it that are not dead letters at all.
+
+    Dead letters a flow published itself (origin ``<one of our topics>[p]@offset``) are left
+    out: that flow stored them. Step ids: ``step_id``, ``<step_id>_letters``,
+    ``<step_id>_rejected``.
+    """
+    published = op.input(step_id, flow, dead_letter_source(settings))
+    letters = op.flat_map(f"{step_id}_letters", published, _letters)
+    rejected = op.flat_map(f"{step_id}_rejected", published, _published_rejected)
+    return letters, rejected

@@ -2,6 +2,8 @@
 
     events (all six event topics) -> (table, row) -> one COPY-upsert per table per batch
     rejected messages             -> dead_letters table + dead-letter topic
+    the dead-letter topic         -> dead_letters table: what the connectors dead-lettered
+                                     (the historian's own are skipped: stored already)
 
 Nothing lost: a batch is committed to the database before Bytewax can snapshot past it, and a
 database outage blocks the flow until the write succeeds (:mod:`pipelines.common.sink`).
@@ -15,13 +17,38 @@ from __future__ import annotations
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
+from asbuilt.events import DeadLetter
 from asbuilt.settings import Settings
 from pipelines.common.runner import database_dsn
-from pipelines.common.sink import DeadLetterSink, MultiUpsertSink, Table
-from pipelines.common.source import EVENT_KINDS, read_events
+from pipelines.common.sink import (
+    DEAD_LETTERS,
+    DeadLetterSink,
+    MultiUpsertSink,
+    Row,
+    Table,
+    dead_letter_row,
+    letter_row,
+)
+from pipelines.common.source import (
+    EVENT_KINDS,
+    Rejected,
+    read_events,
+    read_published_dead_letters,
+)
 from pipelines.historian import rows
 
-TABLES = tuple(Table(name, columns, rows.KEY) for name, columns in rows.COLUMNS.items())
+TABLES = (
+    *(Table(name, columns, rows.KEY) for name, columns in rows.COLUMNS.items()),
+    DEAD_LETTERS,
+)
+
+
+def _letter_row(letter: DeadLetter) -> tuple[str, Row]:
+    return DEAD_LETTERS.name, letter_row(letter)
+
+
+def _rejected_row(rejected: Rejected) -> tuple[str, Row]:
+    return DEAD_LETTERS.name, dead_letter_row(rejected)
 
 
 def build_flow(settings: Settings) -> Dataflow:
@@ -30,8 +57,11 @@ def build_flow(settings: Settings) -> Dataflow:
     flow = Dataflow("historian")
     events, rejected = read_events(flow, "read", settings, EVENT_KINDS)
     table_rows = op.map("rows", events, rows.table_row)
-    op.output(
-        "store", table_rows, MultiUpsertSink(dsn, TABLES, batch_rows=settings.sink_batch_rows)
-    )
+    letters, not_letters = read_published_dead_letters(flow, "read_dead_letters", settings)
+    letter_rows = op.map("letter_rows", letters, _letter_row)
+    odd_rows = op.map("odd_rows", not_letters, _rejected_row)
+    everything = op.merge("all_rows", table_rows, letter_rows, odd_rows)
+    sink = MultiUpsertSink(dsn, TABLES, batch_rows=settings.sink_batch_rows)
+    op.output("store", everything, sink)
     op.output("dead_letters", rejected, DeadLetterSink(settings, dsn))
     return flow

@@ -201,3 +201,41 @@ def _consume(bootstrap: str, topic: str) -> list[bytes]:
         return out
     finally:
         consumer.close()
+
+
+def test_dead_letters_the_connectors_published_are_stored_too(
+    local_stack: Stack, db_dsn: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The connector dead-letters what it cannot translate onto the dead-letter topic; the
+    historian stores those (no Kafka position: they never were an event message), and a
+    message on that topic that is not even a dead letter is kept as one, with its position."""
+    settings = flow_settings(local_stack, db_dsn, topic_prefix, tmp_path)
+    letter = ev.new_dead_letter(
+        reason="bad status code 0x80000000", origin="ns=2;s=Press1.Force", payload=b"\x01",
+        received_ts=T0,
+    )  # fmt: skip
+    produce(settings, [letter, letter, ("dead_letters", b"not a dead letter")])
+    produce(settings, [("states", b"{")])  # one of the historian's own, published by it
+    with FlowProcess("historian", settings) as flow:
+        wait_until(lambda: count_rows(db_dsn, "dead_letters") == 3, 120, "3 dead letters", [flow])
+        wait_until(
+            lambda: flow.metrics().get("dead_letters", 0) >= 4,  # 2 copies + odd + own
+            60,
+            "the flow to have read everything",
+            [flow],
+        )
+    stored = table_rows(
+        db_dsn, "dead_letters", "origin", ["origin", "reason", "topic", "partition", "offset"]
+    )
+    letters_topic = topics.topic_name("dead_letters", topic_prefix)
+    states_topic = topics.topic_name("states", topic_prefix)
+    assert [(o, t, p, off) for o, _, t, p, off in stored] == sorted(
+        [
+            ("ns=2;s=Press1.Force", None, None, None),
+            (f"{letters_topic}[0]@2", letters_topic, 0, 2),
+            (f"{states_topic}[0]@0", states_topic, 0, 0),
+        ]
+    )
+    reasons = {o: r for o, r, *_ in stored}
+    assert reasons["ns=2;s=Press1.Force"] == "bad status code 0x80000000"
+    assert reasons[f"{letters_topic}[0]@2"].startswith("not a dead letter of the contract")
