@@ -30,10 +30,15 @@ Late and out-of-order events:
   event up to the watermark has had its chance, so the rows do not depend on arrival order;
 - later than the lateness (its minute was emitted) it *corrects*: the minutes it changes are
   recomputed from the kept history and re-emitted with ``revision + 1`` and ``corrected_at`` =
-  the late event's ``ingest_ts`` (deterministic: a replay after a crash writes identical rows).
-  Minutes whose values do not change are not re-emitted. A state change changes the minutes
-  up to the next state change; a counter sample its own minute and the minute of the next
-  sample of that counter (whose increment it changes).
+  the late event's ``ingest_ts`` (no wall clock: a replay of the same input writes identical
+  rows). Minutes whose values do not change are not re-emitted; the late events of one
+  :meth:`~AssetTimeline.push_many` batch give one correction per minute. A state change changes
+  the minutes up to the next state change; a counter sample its own minute and the minute of
+  the next sample of that counter (whose increment it changes).
+- the *values* of the rows never depend on arrival order once every event has arrived (within
+  the correction horizon); ``revision`` and ``corrected_at`` record how they arrived. Kafka
+  orders each topic, not the topics between them, so a backlog read topic by topic (after a
+  long stop) makes one topic's events late against another's: correct values, revisions > 0.
 
 Memory is bounded: history older than the correction horizon (a minute-aligned cut at latest
 event time - horizon) is pruned -- state changes (keeping the one in effect at the cut),
@@ -150,6 +155,7 @@ class TimelineConfig:
 
 
 _Sample: TypeAlias = tuple[int, int, bool, int | None]  # ts, value, resettable, rollover
+_Pending: TypeAlias = dict[int, tuple[MinuteRow, int | None]]  # minute -> (row before, ingest)
 
 
 class _Agg:
@@ -334,15 +340,23 @@ class AssetTimeline:
 
     def push(self, event: Event, cfg: TimelineConfig) -> list[Output]:
         """Account one event; returns what it produced (rows, segments, corrections)."""
-        out: list[Output] = []
-        self._push(event, cfg, out)
-        return out
+        return self.push_many((event,), cfg)
 
     def push_many(self, events: Iterable[Event], cfg: TimelineConfig) -> list[Output]:
-        """:meth:`push` for each event in turn (same result as one by one)."""
+        """Account a batch of events (in the order given); returns what they produced.
+
+        New rows and segments are the same as pushing the events one by one. Corrections are
+        coalesced per batch: a minute that late events of the batch change is re-emitted once,
+        at the end, with ``revision + 1`` and ``corrected_at`` = the ingest time of the last of
+        them -- a back-log read topic by topic (one topic's events late against another's) then
+        costs one correction per minute and batch instead of one per event.
+        """
         out: list[Output] = []
+        pending: _Pending = {}
         for event in events:
-            self._push(event, cfg, out)
+            self._push(event, cfg, out, pending)
+        if pending:
+            self._flush(pending, cfg, out)
         return out
 
     def watermark(self, cfg: TimelineConfig) -> datetime | None:
@@ -356,7 +370,9 @@ class AssetTimeline:
             return None
         return minute_floor(self.clock - cfg.horizon_us)
 
-    def _push(self, event: Event, cfg: TimelineConfig, out: list[Output]) -> None:
+    def _push(
+        self, event: Event, cfg: TimelineConfig, out: list[Output], pending: _Pending
+    ) -> None:
         if not isinstance(event, StateChange | CounterSample | ProcessValue):
             return  # other kinds do not concern OEE (and do not advance the clock)
         ts = to_us(event.ts)
@@ -406,9 +422,9 @@ class AssetTimeline:
                 event.starved,
             )
             dirty = self._state_dirty(ts, emitted_until, old_first)
-            before = self._rows(dirty, cfg)
+            self._hold(dirty, cfg, pending)
             if self._insert_state(ts, key):
-                self._emit_corrections(dirty, before, event, cfg, out)
+                self._touch(dirty, event, pending)
                 self._resegment(ts, cfg, out, event)
                 crossed = False
         elif isinstance(event, CounterSample):
@@ -423,10 +439,10 @@ class AssetTimeline:
                     dirty = [
                         m for m in (minute, nxt) if m is not None and old_first <= m < emitted_until
                     ]
-                before = self._rows(dirty, cfg)
+                self._hold(dirty, cfg, pending)
                 open_ = minute >= emitted_until
                 if counter.add(ts, event.value, event.resettable, event.rollover, open_):
-                    self._emit_corrections(dirty, before, event, cfg, out)
+                    self._touch(dirty, event, pending)
         if crossed and self.next_boundary is not None:
             self._resegment(self.next_boundary, cfg, out, event)
         for m in fresh:
@@ -517,21 +533,26 @@ class AssetTimeline:
             corrected_at=None if corrected is None else from_us(corrected),
         )
 
-    def _rows(self, minutes: list[int], cfg: TimelineConfig) -> list[MinuteRow]:
-        return [self._row(m, cfg) for m in minutes]
+    def _hold(self, minutes: list[int], cfg: TimelineConfig, pending: _Pending) -> None:
+        """Remember the rows of ``minutes`` as they were before the batch changed them."""
+        for m in minutes:
+            if m not in pending:
+                pending[m] = (self._row(m, cfg), None)
 
-    def _emit_corrections(
-        self,
-        minutes: list[int],
-        before: list[MinuteRow],
-        event: Event,
-        cfg: TimelineConfig,
-        out: list[Output],
-    ) -> None:
+    @staticmethod
+    def _touch(minutes: list[int], event: Event, pending: _Pending) -> None:
         ingest = to_us(event.ingest_ts)
-        for m, old in zip(minutes, before, strict=True):
-            new = self._row(m, cfg)
-            if _same(old, new):
+        for m in minutes:
+            pending[m] = (pending[m][0], ingest)
+
+    def _flush(self, pending: _Pending, cfg: TimelineConfig, out: list[Output]) -> None:
+        """Re-emit the minutes the batch changed (see :meth:`push_many`)."""
+        cut = self._cut(cfg)
+        for m in sorted(pending):
+            before, ingest = pending[m]
+            if ingest is None or (cut is not None and m < cut):
+                continue  # unchanged, or pruned meanwhile (no longer correctable)
+            if _same(before, self._row(m, cfg)):
                 continue
             rev = self.revisions.get(m, 0) + 1
             self.revisions[m] = rev
