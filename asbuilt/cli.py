@@ -334,7 +334,11 @@ def migrate() -> None:
             typer.echo(f"{name}: {state}")
     except (AsbuiltError, psycopg.OperationalError) as exc:
         raise _fail(exc) from None
-    _say(f"applied now: {', '.join(applied) or 'nothing'}")
+    numbered = [name for name in applied if not name.startswith("repeatable/")]
+    views = len(applied) - len(numbered)
+    _say(
+        f"applied now: {', '.join(numbered) or 'nothing'}; views and functions re-applied: {views}"
+    )
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
