@@ -397,23 +397,38 @@ class AssetTimeline:
                 )
             )
             return
-        minute = minute_floor(ts)
-        fresh: list[int] = []  # emitted-range minutes never emitted (a late event before all)
-        if self.first_minute is None or self.emitted_until is None:
-            self.first_minute = self.emitted_until = minute
-        elif minute < self.first_minute:
-            if self.emitted_until == self.first_minute:  # nothing emitted yet: start earlier
-                self.emitted_until = minute
+        minute = ts - ts % MINUTE_US
+        fresh: list[int] | None = None  # emitted-range minutes never emitted (a late event
+        old_first = self.first_minute  # earlier than all data): emitted as new rows below
+        if old_first is None or self.emitted_until is None:
+            self.first_minute = self.emitted_until = old_first = minute
+        elif minute < old_first:
+            if self.emitted_until == old_first:  # nothing emitted yet: start earlier
+                self.emitted_until = old_first = minute
             else:
-                fresh = list(range(minute, self.first_minute, MINUTE_US))
+                fresh = list(range(minute, old_first, MINUTE_US))
             self.first_minute = minute
         crossed = False
-        if self.clock is None or ts > self.clock:
+        if clock is None or ts > clock:
             self.clock = ts
             crossed = self.next_boundary is not None and ts >= self.next_boundary
         emitted_until = self.emitted_until
-        old_first = fresh[-1] + MINUTE_US if fresh else self.first_minute
-        if isinstance(event, StateChange):
+        if type(event) is CounterSample:
+            if event.counter in cfg.roles:
+                counter = self.counters.get(event.counter)
+                if counter is None:
+                    counter = self.counters[event.counter] = _Counter()
+                if ts >= emitted_until:  # the common case: its minute is still open
+                    counter.add(ts, event.value, event.resettable, event.rollover, True)
+                else:
+                    nxt = counter.next_minute(minute)
+                    dirty = [
+                        m for m in (minute, nxt) if m is not None and old_first <= m < emitted_until
+                    ]
+                    self._hold(dirty, cfg, pending)
+                    if counter.add(ts, event.value, event.resettable, event.rollover, False):
+                        self._touch(dirty, event, pending)
+        elif isinstance(event, StateChange):
             key: _Key = (
                 event.state,
                 event.mode,
@@ -427,29 +442,14 @@ class AssetTimeline:
                 self._touch(dirty, event, pending)
                 self._resegment(ts, cfg, out, event)
                 crossed = False
-        elif isinstance(event, CounterSample):
-            role = cfg.roles.get(event.counter)
-            if role is not None:
-                counter = self.counters.get(event.counter)
-                if counter is None:
-                    counter = self.counters[event.counter] = _Counter()
-                dirty = []
-                if ts < emitted_until:
-                    nxt = counter.next_minute(minute)
-                    dirty = [
-                        m for m in (minute, nxt) if m is not None and old_first <= m < emitted_until
-                    ]
-                self._hold(dirty, cfg, pending)
-                open_ = minute >= emitted_until
-                if counter.add(ts, event.value, event.resettable, event.rollover, open_):
-                    self._touch(dirty, event, pending)
         if crossed and self.next_boundary is not None:
             self._resegment(self.next_boundary, cfg, out, event)
-        for m in fresh:
-            out.append(self._row(m, cfg))
-        if self.emitted_until + MINUTE_US <= self.clock - cfg.lateness_us:
+        if fresh:
+            out.extend(self._row(m, cfg) for m in fresh)
+        now = ts if clock is None or ts > clock else clock
+        if self.emitted_until + MINUTE_US <= now - cfg.lateness_us:
             self._emit_closed(cfg, out)
-        if self.pruned_at is None or self.clock - self.pruned_at >= _PRUNE_EVERY_US:
+        if self.pruned_at is None or now - self.pruned_at >= _PRUNE_EVERY_US:
             self._maybe_prune(cfg)
 
     # --- states ---
