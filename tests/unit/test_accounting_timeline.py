@@ -491,3 +491,73 @@ def test_late_event_converges_to_the_in_order_result(
     got = {k: values(v) for k, v in final_rows(out).items()}
     assert got == want
     assert final_segments(ordered) == final_segments(out)
+
+
+# --- the simulated plant -------------------------------------------------------------------------
+
+
+def test_simulated_plant_matches_its_ground_truth() -> None:
+    """Three hours of the default plant (simulator/engine.py) fed as the connector would (a state
+    event per change of the five state variables, counter samples of the accumulators): the
+    production seconds and the counts per asset equal the simulator's truth, and no second is
+    unknown once an asset's state is known."""
+    from collections import defaultdict
+
+    from asbuilt.plant import default_plant
+    from simulator.engine import Plant, Write
+
+    plant = default_plant()
+    cfg = TimelineConfig(
+        mapping=MAPPING,
+        schedule=Schedule(plant.calendar),
+        lateness_s=0,
+        ideal_cycle_s={p: a.ideal_cycle_s for p, a in plant.assets.items()},
+    )
+    start = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)  # Monday 06:00 in Zurich: the early shift
+    end = start + timedelta(hours=3)
+    sim = Plant(plant, start)
+    writes = [w for w in [*sim.initial(), *sim.advance(end)] if isinstance(w, Write)]
+    state_vars = ("State", "UnitMode", "StopReason", "Blocked", "Starved")
+    snap: dict[str, dict[str, object]] = defaultdict(dict)
+    timelines = {a: AssetTimeline(a) for a in plant.assets}
+    rows: dict[str, list[MinuteRow]] = defaultdict(list)
+
+    def feed(event: Event) -> None:
+        rows[event.asset] += rows_of(timelines[event.asset].push(event, cfg))
+
+    for w in writes:
+        if w.variable in state_vars:
+            s = snap[w.asset]
+            s[w.variable] = w.value
+            if len(s) == len(state_vars):
+                feed(
+                    new_state_change(
+                        asset=w.asset, ts=w.ts, state=s["State"], mode=str(s["UnitMode"]),  # type: ignore[arg-type]
+                        stop_reason=str(s["StopReason"]) or None, blocked=bool(s["Blocked"]),
+                        starved=bool(s["Starved"]), ingest_ts=w.ts,
+                    )
+                )  # fmt: skip
+        elif w.variable in ("ProcessedCount", "DefectiveCount"):
+            name = "processed" if w.variable == "ProcessedCount" else "defective"
+            feed(
+                new_counter_sample(
+                    asset=w.asset, ts=w.ts, counter=name, value=int(w.value),  # type: ignore[call-overload]
+                    resettable=False, ingest_ts=w.ts,
+                )
+            )  # fmt: skip
+    for a in plant.assets:  # move every watermark past the end
+        feed(new_counter_sample(asset=a, ts=end + timedelta(minutes=2), counter="clock",
+                                value=0, resettable=False, ingest_ts=end))  # fmt: skip
+    truth = sim.truth
+    intervals = [*truth.closed, *(o.close(end) for o in truth.open.values())]
+    for asset in plant.assets:
+        mine = [r for r in rows[asset] if r.ts <= end]
+        produced = sum(
+            (iv.end - iv.start).total_seconds()
+            for iv in intervals
+            if iv.asset == asset and iv.state == "Execute" and iv.mode == "Produce"
+        )
+        assert sum(r.seconds["production"] for r in mine) == pytest.approx(produced), asset
+        assert sum(r.processed for r in mine) == truth.counts[asset][0], asset
+        assert sum(r.defective for r in mine) == truth.counts[asset][1], asset
+        assert sum(r.seconds["unknown"] for r in mine) == 0, asset
