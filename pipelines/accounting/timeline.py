@@ -44,7 +44,10 @@ Memory is bounded: history older than the correction horizon (a minute-aligned c
 event time - horizon) is pruned -- state changes (keeping the one in effect at the cut),
 counter samples (compacted per counter and minute: first, last and the increments inside;
 keeping the last sample before the cut as the baseline), revision numbers and emitted segments.
-So an asset keeps about ``horizon × (state changes + counters) per minute`` small entries.
+So an asset keeps about ``horizon × (state changes + counters) per minute`` small entries, plus
+the raw counter samples of the minutes still open (the lateness: at 1 sample/s and 120 s, ~180
+per counter) and the segments emitted within the horizon. Measured: ~20 kB pickled per asset
+with a 120 s lateness and 1 Hz counters.
 
 Counter samples are kept raw while their minute is open and compacted when it is emitted; a
 sample arriving after that *between* the first and last sample of its minute changes nothing

@@ -285,6 +285,17 @@ def test_late_event_corrects_rows_and_rollups(
     minute = lambda m: MON + timedelta(hours=7, minutes=m)  # noqa: E731
     assert rows[:2] == [(minute(50), 60.0, 0.0, 1, ingest), (minute(51), 60.0, 0.0, 1, ingest)]
     assert rows[2:] in ([], [(minute(m), 0.0, 60.0, 2, ingest) for m in range(52, 60)])
+    # an event older than the correction horizon (48 h) cannot correct: a dead letter says so
+    with FlowProcess("oee", settings) as flow:
+        ancient = state(OEECOM, MON - timedelta(days=3), "Held", "100.20", ingest)
+        produce(settings, [ancient])
+        wait_until(
+            lambda: query(db_dsn, "SELECT count(*) FROM dead_letters") == [(1,)],
+            120, "the too-late event as a dead letter", [flow],
+        )  # fmt: skip
+    ((reason, origin),) = query(db_dsn, "SELECT reason, origin FROM dead_letters")
+    assert "correction horizon" in reason
+    assert origin == f"oee/{OEECOM}/{ancient.event_id}"
     after = shift_kpis(db_dsn, OEECOM)
     assert after is not None
     assert after["availability"] == pytest.approx((373 - 2) / 420, abs=1e-9)
