@@ -43,7 +43,12 @@ PAGES = {
         "pages/line_performance.py",
         {"level": "site", "key": "acme/basel"},
     ),
+    "line performance (site, week)": (
+        "pages/line_performance.py",
+        {"level": "site", "key": "acme/basel", "period": "Week"},
+    ),
     "downtime and alerts (last 24 h)": ("pages/downtime_alerts.py", None),
+    "downtime and alerts (week)": ("pages/downtime_alerts.py", {"period": "Week"}),
     "data freshness": ("pages/data_freshness.py", None),
 }
 
@@ -69,12 +74,17 @@ def _run(
 ) -> tuple[float, list[tuple[str, float]]]:
     if cold:
         st.cache_data.clear()
+    query = dict(query or {})
+    period = query.pop("period", None)  # a period other than the page's default
     at = AppTest.from_file(APP, default_timeout=600)
-    if query:
-        at.query_params.update(query)
+    at.query_params.update(query)
     if page != "pages/plant_overview.py":
         at.run()  # the default page first (navigation), not timed
         at.switch_page(page)
+        if period is not None:
+            at.run()
+            key = "perf-period" if "line_performance" in page else "dt-period"
+            at.segmented_control(key=key).set_value(period)
         if cold:
             st.cache_data.clear()
     del queries.QUERY_LOG[:]
