@@ -43,6 +43,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import uuid
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -135,7 +136,6 @@ class Stale(_RuleBase, tag="stale", frozen=True, kw_only=True):
 
 
 Rule: TypeAlias = LongStop | FrequentStops | OeeBelow | Silent | Stale
-EVENT_TIME_RULES: Final = (LongStop, FrequentStops, OeeBelow)
 KIND_OF: Final[dict[type[Rule], str]] = {
     LongStop: "long_stop",
     FrequentStops: "frequent_stops",
@@ -224,6 +224,7 @@ class BatchSummary:
     last_lag_s: float  # ingest - source time of the newest-ingested event
     clock_ts: datetime | None = None
     clock_ingest: datetime | None = None
+    previous_ingest: datetime | None = None  # of the asset's event before (if not summarised)
 
     @classmethod
     def of(cls, asset: str, events: Iterable[tuple[datetime, datetime]]) -> BatchSummary:
@@ -262,6 +263,7 @@ class _Watch:
     minutes: dict[datetime, _Minute] = field(default_factory=dict)
     gaps: list[tuple[datetime, datetime]] = field(default_factory=list)  # ingest silences
     stale: dict[str, _Episode] = field(default_factory=dict)  # rule -> ongoing/last episode
+    pruned_at: datetime | None = None
 
     def advance(self, ts: datetime, ingest: datetime | None) -> None:
         """A consistent source time ``ts`` (ingested at ``ingest``) was seen."""
@@ -311,6 +313,7 @@ class AlertEngine:
     settle: timedelta = timedelta(0)
     newest_ingest: datetime | None = None
     caught_up_at: datetime | None = None
+    shortest_silence: timedelta | None = None  # of the silent rules (derived)
     watches: dict[str, _Watch] = field(default_factory=dict)
     known: dict[tuple[str, str], dict[datetime, Alert]] = field(default_factory=dict)
 
@@ -321,14 +324,26 @@ class AlertEngine:
         )
         if self.keep < 2 * longest:
             self.keep = 2 * longest
+        silences = [timedelta(seconds=r.seconds) for r in self.rules if isinstance(r, Silent)]
+        self.shortest_silence = min(silences, default=None)
 
     # --- inputs ---------------------------------------------------------------------------------
 
     def on_batch(self, summary: BatchSummary) -> list[Alert]:
         """Events arrived from an asset: the clocks advance; silent gaps and staleness."""
         w = self.watches.setdefault(summary.asset, _Watch())
-        if w.last_ingest is not None and summary.first_ingest > w.last_ingest:
-            w.gaps.append((w.last_ingest, summary.first_ingest))
+        previous = w.last_ingest
+        if summary.previous_ingest is not None and (
+            previous is None or summary.previous_ingest > previous
+        ):
+            previous = summary.previous_ingest  # events between summaries were not sent
+        if (
+            self.shortest_silence is not None
+            and previous is not None
+            and summary.first_ingest - previous > self.shortest_silence
+        ):
+            w.gaps.append((previous, summary.first_ingest))
+        before = w.last_ts
         if summary.clock_ts is not None:
             w.advance(summary.clock_ts, summary.clock_ingest)
         if self.newest_ingest is None or summary.last_ingest > self.newest_ingest:
@@ -341,7 +356,10 @@ class AlertEngine:
         out: list[Alert] = []
         for rule in self._rules(summary.asset, Stale):
             self._track_stale(w, rule, summary)
-        out += self._evaluate(summary.asset, None, (*EVENT_TIME_RULES, Silent, Stale))
+        kinds: tuple[type[Rule], ...] = (Silent, Stale)
+        if w.last_ts != before:  # the clock moved: stops may have become long or frequent
+            kinds = (LongStop, FrequentStops, Silent, Stale)
+        out += self._evaluate(summary.asset, None, kinds)
         return out
 
     def on_downtimes(
@@ -354,7 +372,7 @@ class AlertEngine:
         for row in rows:
             w.downtimes[row.start] = row
             w.advance(row.end or row.start, row.updated_ts)  # a state change: consistent
-        return self._evaluate(asset, None, EVENT_TIME_RULES)
+        return self._evaluate(asset, None, (LongStop, FrequentStops))
 
     def on_minutes(self, rows: Iterable[MinuteRow]) -> list[Alert]:
         """Minute rows (new or corrected) of any assets."""
@@ -367,7 +385,7 @@ class AlertEngine:
             touched.add(row.asset)
         out: list[Alert] = []
         for asset in sorted(touched):
-            out += self._evaluate(asset, None, EVENT_TIME_RULES)
+            out += self._evaluate(asset, None, (OeeBelow,))
         return out
 
     def on_tick(self, now: datetime, source_idle: bool = True) -> list[Alert]:
@@ -390,7 +408,7 @@ class AlertEngine:
             return []  # just caught up: other topics' backlogs may still be in the last polls
         out: list[Alert] = []
         for asset in sorted(self.watches):
-            out += self._evaluate(asset, now, (*EVENT_TIME_RULES, Silent))
+            out += self._evaluate(asset, now, (LongStop, FrequentStops, Silent))
         return out
 
     # --- evaluation -----------------------------------------------------------------------------
@@ -538,8 +556,9 @@ class AlertEngine:
         return out
 
     def _prune(self, w: _Watch, now: datetime | None) -> None:
-        if now is None:
+        if now is None or (w.pruned_at is not None and now - w.pruned_at < timedelta(minutes=1)):
             return
+        w.pruned_at = now
         horizon = now - self.keep
         for start in [s for s, d in w.downtimes.items() if d.end is not None and d.end < horizon]:
             del w.downtimes[start]
@@ -637,20 +656,31 @@ def _oee_below(
     cycle time of a minute is unknown; an active alert clears then.
     """
     step = timedelta(seconds=WINDOW_S)
+    span = rule.minutes * step
     out: list[_Episode] = []
     current: _Episode | None = None
     worst = math.inf
+    window: deque[tuple[datetime, _Minute]] = deque()  # the minutes in (ts - span, ts]
+    pbt = good_ideal = 0.0
+    known = 0  # minutes of the window with a known ideal cycle time
     for ts in sorted(minutes):
         end = ts + step
         if end > now:
             break
-        window = [minutes.get(ts - i * step) for i in range(rule.minutes)]
-        full = [m for m in window if m is not None]
-        goods = [m.good_ideal_s for m in full if m.good_ideal_s is not None]
-        pbt = sum(m.pbt_s for m in full)
-        good_ideal = sum(goods)
-        complete = len(full) == rule.minutes and len(goods) == rule.minutes
-        oee = good_ideal / pbt if complete and pbt > 0 else None
+        m = minutes[ts]
+        window.append((ts, m))
+        pbt += m.pbt_s
+        if m.good_ideal_s is not None:
+            good_ideal += m.good_ideal_s
+            known += 1
+        while window[0][0] <= ts - span:
+            _, old = window.popleft()
+            pbt -= old.pbt_s
+            if old.good_ideal_s is not None:
+                good_ideal -= old.good_ideal_s
+                known -= 1
+        complete = len(window) == rule.minutes and known == rule.minutes
+        oee = good_ideal / pbt if complete and pbt > 1e-9 else None
         if oee is not None and oee < rule.threshold:
             worst = min(worst, oee)
             evidence = {

@@ -30,9 +30,10 @@ fire when an asset sends nothing at all, and advances long stops of machines tha
 The per-asset activity summaries (for silent, stale and the alert engine's event clock) are
 sampled: an event is summarised when :data:`SUMMARY_EVERY` of ingest time or
 :data:`SUMMARY_EVERY_EVENT_TIME` of event time (a replay or back-fill moves event time fast) has
-passed since the last summarised event. The single alert engine thus sees a few items per asset
-and second whatever the event rate; its clocks lag the events by at most those intervals, and a
-silence is measured up to one second too long.
+passed since the last summarised event; each summary carries the ingest time of the asset's
+event before it, so silences are measured exactly. The single alert engine thus sees a few items
+per asset and second whatever the event rate; its clocks lag the events by at most those
+intervals.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ logger = logging.getLogger(__name__)
 
 NAME: Final = "downtime"
 TICK: Final = timedelta(seconds=5)
-SUMMARY_EVERY: Final = timedelta(seconds=1)
+SUMMARY_EVERY: Final = timedelta(seconds=5)
 SUMMARY_EVERY_EVENT_TIME: Final = timedelta(seconds=10)
 KINDS: Final = ("states", "counters", "process_values")
 
@@ -96,6 +97,7 @@ class AssetState:
     summarised: tuple[datetime, datetime | None] | None = None  # (ingest, clock) last sent
     frontier: datetime | None = None  # newest ingest time of a state change read
     clock: tuple[datetime, datetime] | None = None  # newest consistent (ts, ingest)
+    previous_ingest: datetime | None = None  # of the event before this one
 
 
 def asset_step(cfg: TimelineConfig, minor_stop_s: float) -> Any:
@@ -149,8 +151,10 @@ def asset_step(cfg: TimelineConfig, minor_stop_s: float) -> Any:
                         last_lag_s=(ingest - event.ts).total_seconds(),
                         clock_ts=clock_ts,
                         clock_ingest=state.clock[1] if state.clock is not None else None,
+                        previous_ingest=state.previous_ingest,
                     )
                 )
+            state.previous_ingest = ingest
         if minutes:
             out.append(minutes)
         return state, out

@@ -409,3 +409,13 @@ def test_ticks_while_the_flow_reads_a_backlog_raise_nothing() -> None:
     assert eng.on_tick(at(30.05), source_idle=True) == []
     raised = eng.on_tick(at(30.2), source_idle=True)
     assert sorted(a.rule for a in raised) == ["long", "silent"]
+
+
+def test_a_silence_is_measured_from_the_event_before_the_summary() -> None:
+    eng = AlertEngine((SILENT,))
+    eng.on_batch(batch(0))
+    # events until 0.9 were not summarised (sampling); the next one came at 2.5
+    summary = BatchSummary(
+        asset=A, first_ingest=at(2.5), last_ingest=at(2.5), last_lag_s=0.0, previous_ingest=at(0.9)
+    )
+    assert eng.on_batch(summary) == []  # 1.6 minutes of silence: below the 2-minute limit
