@@ -24,7 +24,9 @@ from tests.flowkit import FlowProcess, flow_settings, produce, table_rows, wait_
 from tests.unit.test_downtime import (
     SCENARIO_ASSET,
     SCENARIO_EXPECTED,
+    SCENARIO_EXPECTED_AFTER_LATE,
     SCENARIO_RULES,
+    late_event,
     scenario_events,
     utc,
 )
@@ -288,6 +290,19 @@ def test_a_crash_and_restart_leave_the_same_downtime_rows_and_alerts(
             "the scenario's rows after the restart",
             [flow],
         )
+        # a late state change corrects: the asset's rows of its range are replaced
+        late = late_event()
+        produce(settings, [late])
+        wait_until(
+            lambda: downtime_rows(db_dsn) == SCENARIO_EXPECTED_AFTER_LATE,
+            120,
+            "the rows corrected by the late event",
+            [flow],
+        )
+        updated = dict(
+            table_rows(db_dsn, "downtime_events", "start_ts", ("start_ts", "updated_ts"))
+        )
+        assert updated[utc("13:25")] == late.ingest_ts
         assert flow.stop() == 0
     finally:
         if flow.alive():

@@ -406,6 +406,28 @@ SCENARIO_EXPECTED = [
     (utc("13:30"), utc("13:31"), "breakdown", "100.10", "idling_minor_stops", "late", 60.0),
     (utc("13:40"), utc("13:52"), "breakdown", "200.10", "equipment_failure", "late", 720.0),
 ]
+# after a late state change "13:25 Held 100.20": the run 13:21-13:30 is cut in two
+SCENARIO_EXPECTED_AFTER_LATE = sorted(
+    [
+        *SCENARIO_EXPECTED,
+        (utc("13:25"), utc("13:30"), "breakdown", "100.20", "equipment_failure", "late", 300.0),
+    ]
+)
+
+
+def late_event(ingest: datetime | None = None) -> object:
+    from asbuilt.events import new_state_change
+
+    return new_state_change(
+        asset=SCENARIO_ASSET,
+        ts=utc("13:25"),
+        state="Held",
+        mode="Produce",
+        stop_reason="100.20",
+        ingest_ts=ingest,
+    )
+
+
 SCENARIO_RULES = """
 rules:
   - {name: long_stop_5, kind: long_stop, severity: critical, minutes: 5, categories: [breakdown]}
@@ -515,3 +537,10 @@ def test_flow_steps_turn_the_scripted_events_into_the_expected_downtimes_and_ale
         scenario_events("running", ingest=utc("13:50")) + scenario_events("end", utc("13:53")), True
     )
     assert rows == one_by_one
+    # a late state change (read after all that): a jam from 13:25 in the production run
+    play([late_event(utc("14:00"))])
+    assert sorted((d.start, d.end, d.stop_reason, d.loss) for d in rows.values()) == [
+        (s, e, r, loss) for s, e, _, r, loss, _, _ in SCENARIO_EXPECTED_AFTER_LATE
+    ]
+    assert rows[utc("13:25")].updated_ts == utc("14:00")
+    assert rows[utc("13:20")].updated_ts == utc("13:50")  # unchanged rows keep theirs
