@@ -21,7 +21,7 @@ test: install lint ## Run the whole test suite: unit, integration and e2e, on re
 test-fast: ## Unit tests only (no services, seconds)
 	$(BIN)/python -m pytest -m unit
 
-lint: ## ruff (lint and format) and mypy (strict on asbuilt/)
+lint: ## ruff (lint and format) and mypy (strict on asbuilt/ and the pure pipeline core)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -21,6 +21,7 @@ It prints ``rows=N seconds=S`` when EXPECTED_ROWS rows are written.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from datetime import datetime
 from typing import Any
@@ -99,6 +100,7 @@ def main() -> None:
         auto_offset_reset="earliest",
         use_changelog_topics=False,
         auto_create_topics=False,
+        state_dir=tempfile.mkdtemp(prefix="quix-peer-state-"),
         consumer_extra_config={"session.timeout.ms": 6000, "fetch.wait.max.ms": 50},
     )
     topics = [
