@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asbuilt.errors import ConfigError
 from pipelines.accounting.model import CATEGORIES, Category, MinuteRow
@@ -419,3 +421,42 @@ def test_a_silence_is_measured_from_the_event_before_the_summary() -> None:
         asset=A, first_ingest=at(2.5), last_ingest=at(2.5), last_lag_s=0.0, previous_ingest=at(0.9)
     )
     assert eng.on_batch(summary) == []  # 1.6 minutes of silence: below the 2-minute limit
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 8), st.integers(1, 15), st.sampled_from(["breakdown", "minor_stop"])
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.lists(st.integers(1, 4), min_size=1, max_size=12),
+)
+def test_final_alerts_do_not_depend_on_how_the_facts_are_batched(
+    gaps_and_lengths: list[tuple[int, int, Category]], cuts: list[int]
+) -> None:
+    facts, t = [], 0.0
+    for gap, length, category in gaps_and_lengths:
+        t += gap
+        facts.append(stop(t, t + length, category))
+        t += length
+
+    def final(groups: list[list[Downtime]]) -> dict[str, tuple[object, ...]]:
+        eng = AlertEngine((LONG, FREQ))
+        last: dict[str, tuple[object, ...]] = {}
+        for g in groups:
+            for a in eng.on_downtimes(A, g, g[0].start, g[-1].start):
+                last[a.alert_id] = (a.status, a.raised_ts, a.cleared_ts, a.evidence)
+        for a in eng.on_batch(batch(t + 100)):
+            last[a.alert_id] = (a.status, a.raised_ts, a.cleared_ts, a.evidence)
+        return last
+
+    groups, i = [], 0
+    for n in cuts * len(facts):
+        if i >= len(facts):
+            break
+        groups.append(facts[i : i + n])
+        i += n
+    assert final(groups) == final([facts])
