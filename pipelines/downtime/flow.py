@@ -69,6 +69,7 @@ logger = logging.getLogger(__name__)
 
 NAME: Final = "downtime"
 TICK: Final = timedelta(seconds=5)
+TICK_POLL: Final = timedelta(milliseconds=20)
 SUMMARY_EVERY: Final = timedelta(seconds=5)
 SUMMARY_EVERY_EVENT_TIME: Final = timedelta(seconds=10)
 KINDS: Final = ("states", "counters", "process_values")
@@ -190,17 +191,29 @@ class Tick:
     source_idle: bool
 
 
-class Ticks(SimplePollingSource[Tick]):
-    """A :class:`Tick` every ``interval``; ``source_idle`` from the flow's items-in counter."""
+class Ticks(SimplePollingSource[Tick | None]):
+    """A :class:`Tick` every ``interval``; ``source_idle`` from the flow's items-in counter.
+
+    The source is polled every :data:`TICK_POLL` and emits nothing in between: an input that
+    sleeps for seconds holds back the progress (epochs) of every step downstream of it.
+    Measured (300k events, 15 assets, one partition per topic): a 5 s poll throttled the flow
+    to ~2k events/s; 100 ms gave 26k, 20 ms 33k -- the same as without the tick input.
+    """
 
     def __init__(self, interval: timedelta) -> None:
-        super().__init__(interval)
+        super().__init__(TICK_POLL)
+        self._every = interval
+        self._next: datetime | None = None
         self._seen = -1
 
-    def next_item(self) -> Tick:
+    def next_item(self) -> Tick | None:
+        now = datetime.now(UTC)
+        if self._next is not None and now < self._next:
+            return None
+        self._next = now + self._every
         seen = METRICS.items_in
         idle, self._seen = seen == self._seen, seen
-        return Tick(datetime.now(UTC), idle)
+        return Tick(now, idle)
 
 
 def alert_row(a: Alert) -> tuple[Any, ...]:
