@@ -17,7 +17,8 @@ letter with the reason; a process value keeps its quality (good / uncertain / ba
 
 **Machine state**: PackML state, unit mode, stop reason and the blocked/starved interlocks are
 separate nodes that a device changes together. :class:`StateAssembler` merges the parts that share
-a source timestamp into one ``StateChange`` carrying the latest known value of every part.
+a source timestamp into one ``StateChange`` carrying the value of every part as of that instant,
+waiting ``settle_s`` for parts that arrive late or out of order.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _status_name(code: int) -> str:
     from asyncua import ua
 
     try:
-        return str(ua.StatusCode(code).name)
+        return str(ua.StatusCode(ua.UInt32(code)).name)
     except Exception:  # noqa: BLE001 - an unknown code is still worth naming by number
         return f"0x{code:08X}"
 
@@ -165,7 +166,7 @@ def translate(
             return None, None, [*dead, _dead(n, f"{n.signal.name}: not a number: {n.value!r}")]
         if not math.isfinite(float(n.value)):
             return None, None, [*dead, _dead(n, f"{n.signal.name}: not a finite number")]
-        event = ev.new_process_value(
+        event: ev.Event = ev.new_process_value(
             asset=n.signal.asset,
             ts=ts,
             signal=n.signal.name,
@@ -199,74 +200,117 @@ def translate(
     return None, part, dead
 
 
-@dataclass
-class _Pending:
-    ts: datetime
+@dataclass(slots=True)
+class _Group:
+    """The parts of one asset that carry one source timestamp, while the group is open."""
+
+    parts: dict[str, Any]
     touched: float  # monotonic seconds of the last part added
-    received: datetime
+    received: datetime  # when its first part arrived: the StateChange's ingest_ts
+
+
+@dataclass(slots=True)
+class _Known:
+    """What an asset's state parts were as of its last closed group."""
+
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    since: dict[str, datetime] = field(default_factory=dict)  # event time of each value
+    closed: datetime | None = None  # the newest group closed (emitted, or lacking a part)
 
 
 @dataclass
 class StateAssembler:
     """Merge state parts sharing (asset, source timestamp) into one StateChange.
 
-    A group is complete when a part with a newer timestamp arrives for the asset, or after
-    ``settle_s`` without a new part (:meth:`flush`). A part older than the asset's latest group
-    is not a change: it is a value that has held since then, as a server re-sends current values
-    after (re)subscribing, each with the source timestamp of its last change. It updates the
-    snapshot (so the current group carries it) and makes no StateChange of its own.
+    Every timestamp of an asset is an open group until ``settle_s`` of wall time has passed
+    since its last part; :meth:`flush` then closes it, oldest first. :meth:`add` only collects,
+    it never emits. Why wait even when a newer timestamp has already arrived: a server cuts its
+    publish responses by time, not by instant, so the parts of one instant can arrive in two
+    responses, and a part of instant T after a part of a later T' (a simulator running 300x
+    fast puts two changes 7 ms apart). Closing T when T' shows up sent T with a stale part (a
+    unit mode change lost, setup counted as production).
+
+    A group goes out with the asset's state *as of its instant*: the snapshot of the last
+    closed group with the parts of every group up to and including this one applied in
+    timestamp order, so a late part of T changes T and every later group, never an earlier one.
+    An older group still open holds back the newer ones, so an asset's StateChanges go out in
+    timestamp order.
+
+    A part at or before the asset's last closed group is not a change: it is a value that has
+    held since then, as a server re-sends current values after (re)subscribing, each with the
+    source timestamp of its last change (or a part that came later than ``settle_s``). It
+    updates the snapshot (so the next group carries it, unless the snapshot already has a newer
+    value of that part) and makes no StateChange of its own; the emitted history is never
+    rewritten, which would put two different StateChanges at one instant.
     """
 
     settle_s: float = 0.2
     # The state parts each asset's node map provides: a group goes out only once all are known
     # (a value re-sent after a restart must not be paired with an assumed default).
     required: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    _snapshot: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _pending: dict[str, _Pending] = field(default_factory=dict)
-    _latest: dict[str, datetime] = field(default_factory=dict)  # newest group timestamp
+    _known: dict[str, _Known] = field(default_factory=dict)
+    _open: dict[str, dict[datetime, _Group]] = field(default_factory=dict)  # asset -> ts -> group
 
     def add(
         self, asset: str, part: tuple[str, Any], ts: datetime, received: datetime, now: float
     ) -> list[ev.StateChange | ev.DeadLetter]:
-        out: list[ev.StateChange | ev.DeadLetter] = []
-        snapshot = self._snapshot.setdefault(asset, {})
-        latest = self._latest.get(asset)
-        if latest is not None and ts < latest:
-            snapshot[part[0]] = part[1]
-            return out
-        pending = self._pending.get(asset)
-        if pending is not None and ts > pending.ts:
-            out += self._emit(asset)
-            pending = None
-        snapshot[part[0]] = part[1]
-        self._latest[asset] = ts
-        self._pending[asset] = _Pending(ts, now, received if pending is None else pending.received)
-        return out
+        """Collect one part; ``now`` is monotonic seconds. Returns nothing today (a list, so a
+        caller can treat add and flush alike); :meth:`flush` emits."""
+        name, value = part
+        known = self._known.setdefault(asset, _Known())
+        if known.closed is not None and ts <= known.closed:
+            if ts >= known.since.get(name, ts):  # an older value never replaces a newer one
+                known.snapshot[name] = value
+                known.since[name] = ts
+            return []
+        groups = self._open.setdefault(asset, {})
+        group = groups.get(ts)
+        if group is None:
+            groups[ts] = _Group({name: value}, now, received)
+        else:
+            group.parts[name] = value
+            group.touched = now
+        return []
 
     def flush(self, now: float, force: bool = False) -> list[ev.StateChange | ev.DeadLetter]:
+        """Close, oldest first, each asset's groups that have settled (all of them on ``force``,
+        e.g. when the connection is lost): the StateChanges and dead letters that makes."""
         out: list[ev.StateChange | ev.DeadLetter] = []
-        for asset in [
-            a for a, p in self._pending.items() if force or now - p.touched >= self.settle_s
-        ]:
-            out += self._emit(asset)
+        for asset in list(self._open):
+            groups = self._open[asset]
+            while groups:
+                ts = min(groups)
+                group = groups[ts]
+                if not force and now - group.touched < self.settle_s:
+                    break  # the newer groups wait: an asset's changes go out in time order
+                del groups[ts]
+                out += self._close(asset, ts, group)
+            if not groups:
+                del self._open[asset]
         return out
 
-    def _emit(self, asset: str) -> list[ev.StateChange | ev.DeadLetter]:
-        pending = self._pending.pop(asset)
-        snap = self._snapshot.get(asset, {})
+    def _close(
+        self, asset: str, ts: datetime, group: _Group
+    ) -> list[ev.StateChange | ev.DeadLetter]:
+        known = self._known[asset]
+        for name, value in group.parts.items():
+            known.snapshot[name] = value
+            known.since[name] = ts
+        known.closed = ts
+        snap = known.snapshot
         needed = self.required.get(asset, frozenset({"state"})) | {"state"}
         if not needed <= snap.keys():  # nothing to say until every mapped part is known
             return []
         try:
             change = ev.new_state_change(
                 asset=asset,
-                ts=pending.ts,
+                ts=ts,
                 state=snap["state"],
                 mode=snap.get("mode") or ev.MODE_PRODUCE,  # a map with no mode node: Produce
                 stop_reason=snap.get("stop_reason"),
                 blocked=bool(snap.get("blocked", False)),
                 starved=bool(snap.get("starved", False)),
-                ingest_ts=pending.received,
+                ingest_ts=group.received,
             )
         except ev.InvalidEvent as exc:  # state_part validates; this is the last line of defence
             return [
@@ -274,7 +318,7 @@ class StateAssembler:
                     reason=f"{asset}: machine state does not fit the contract: {exc}",
                     origin=f"opcua state of {asset}",
                     payload=repr(snap).encode(),
-                    received_ts=pending.received,
+                    received_ts=group.received,
                 )
             ]
         return [change]

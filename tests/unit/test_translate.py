@@ -524,14 +524,16 @@ def test_settling_counts_from_the_last_part_of_the_group() -> None:
     assert len(asm.flush(0.36)) == 1
 
 
-def test_a_newer_timestamp_closes_the_previous_group() -> None:
-    asm = StateAssembler()
+def test_a_newer_timestamp_does_not_close_the_previous_group_before_it_settles() -> None:
+    asm = StateAssembler(settle_s=0.2)
     asm.add(ASSET, ("state", "Execute"), T1, RECEIVED, 0.0)
     asm.add(ASSET, ("mode", "Manual"), T1, RECEIVED, 0.0)
-    [first] = asm.add(ASSET, ("state", "Held"), T2, RECEIVED, 0.01)
-    assert (first.ts, first.state, first.mode) == (T1, "Execute", "Manual")
+    assert asm.add(ASSET, ("state", "Held"), T2, RECEIVED, 0.01) == []  # T1 may still grow
     asm.add(ASSET, ("stop_reason", "7"), T2, RECEIVED, 0.01)
-    [second] = asm.flush(0.01, force=True)
+    assert asm.flush(0.1) == []
+    [first] = asm.flush(0.205)  # T1 settled, T2 not yet
+    [second] = asm.flush(0.25)
+    assert (first.ts, first.state, first.mode, first.stop_reason) == (T1, "Execute", "Manual", None)
     assert (second.ts, second.state, second.mode, second.stop_reason) == (T2, "Held", "Manual", "7")
 
 
@@ -645,3 +647,164 @@ def test_the_same_group_assembled_twice_gets_the_same_event_id() -> None:
         [change] = asm.flush(now, force=True)
         ids.append(change.event_id)
     assert ids[0] == ids[1]
+
+
+# --- state assembly: parts of one instant split across publish responses --------------------------
+# A server cuts its publish responses by time, not by instant: with the simulator at 300x (2 s of
+# plant time in 7 ms) the parts of one instant can arrive in two responses, a part of T after a
+# part of a later T'. Each add() below is its own response, all within settle_s of each other.
+
+SETUP_AT = datetime(2026, 11, 26, 8, 58, 40, tzinfo=UTC)
+RESTART_AT = datetime(2026, 11, 26, 8, 58, 59, tzinfo=UTC)
+
+
+def _emitted(asm: StateAssembler, now: float) -> list[tuple[Any, ...]]:
+    out = asm.flush(now)
+    assert all(isinstance(c, ev.StateChange) for c in out)
+    return [(c.ts, c.state, c.mode, c.stop_reason) for c in out if isinstance(c, ev.StateChange)]
+
+
+def test_a_late_part_of_an_instant_joins_it_after_a_part_of_a_later_instant() -> None:
+    # The ground-truth failure: truth Complete/Manual/300.20 at 08:58:40, Execute/Manual at
+    # 08:58:59; the mode change of 08:58:40 arrived after the state of 08:58:59, and both
+    # StateChanges went out with the old mode Produce (ten minutes of setup became production).
+    asm = StateAssembler(
+        settle_s=0.2, required={ASSET: frozenset({"state", "mode", "stop_reason"})}
+    )
+    before = SETUP_AT - timedelta(minutes=5)
+    asm.add(ASSET, ("state", "Execute"), before, RECEIVED, 0.0)
+    asm.add(ASSET, ("mode", "Produce"), before, RECEIVED, 0.0)
+    asm.add(ASSET, ("stop_reason", None), before, RECEIVED, 0.0)
+    assert _emitted(asm, 1.0) == [(before, "Execute", "Produce", None)]
+
+    assert asm.add(ASSET, ("state", "Complete"), SETUP_AT, RECEIVED, 2.000) == []
+    assert asm.add(ASSET, ("stop_reason", "300.20"), SETUP_AT, RECEIVED, 2.000) == []
+    assert asm.add(ASSET, ("state", "Execute"), RESTART_AT, RECEIVED, 2.007) == []  # next response
+    assert _emitted(asm, 2.05) == []
+    assert (
+        asm.add(ASSET, ("mode", "Manual"), SETUP_AT, RECEIVED, 2.100) == []
+    )  # late, 2 responses on
+    assert _emitted(asm, 2.25) == []  # the 08:58:40 group grew at 2.100: not settled yet
+    assert _emitted(asm, 2.31) == [
+        (SETUP_AT, "Complete", "Manual", "300.20"),
+        (RESTART_AT, "Execute", "Manual", "300.20"),
+    ]
+    assert asm.flush(10.0, force=True) == []
+
+
+def test_an_open_older_group_holds_back_a_settled_newer_one() -> None:
+    asm = StateAssembler(settle_s=0.2)
+    asm.add(ASSET, ("state", "Held"), T1, RECEIVED, 0.0)
+    asm.add(ASSET, ("state", "Execute"), T2, RECEIVED, 0.0)
+    asm.add(ASSET, ("blocked", True), T1, RECEIVED, 0.15)
+    assert asm.flush(0.21) == []  # T2 settled, but T1 must go first
+    assert [(c.ts, c.state, c.blocked) for c in asm.flush(0.36)] == [
+        (T1, "Held", True),
+        (T2, "Execute", True),
+    ]
+
+
+def test_each_group_carries_the_state_as_of_its_own_instant() -> None:
+    # The same part changed twice, the newer value arriving first: T1 keeps the older value,
+    # T2 the newer one; a late value never overwrites a later one.
+    asm = StateAssembler()
+    asm.add(ASSET, ("state", "Execute"), T1, RECEIVED, 0.0)
+    asm.add(ASSET, ("mode", "Maintenance"), T3, RECEIVED, 0.0)
+    asm.add(ASSET, ("state", "Held"), T2, RECEIVED, 0.0)
+    asm.add(ASSET, ("mode", "Manual"), T1, RECEIVED, 0.1)
+    assert _emitted(asm, 1.0) == [
+        (T1, "Execute", "Manual", None),
+        (T2, "Held", "Manual", None),
+        (T3, "Held", "Maintenance", None),
+    ]
+
+
+def test_a_late_part_of_an_unseen_instant_after_the_last_emitted_makes_its_own_change() -> None:
+    asm = StateAssembler()
+    asm.add(ASSET, ("state", "Execute"), T1, RECEIVED, 0.0)
+    assert _emitted(asm, 1.0) == [(T1, "Execute", "Produce", None)]
+    asm.add(ASSET, ("state", "Held"), T3, RECEIVED, 2.0)
+    asm.add(ASSET, ("stop_reason", "12"), T2, RECEIVED, 2.1)  # T1 < T2 < T3, T3 still open
+    assert _emitted(asm, 3.0) == [
+        (T2, "Execute", "Produce", "12"),
+        (T3, "Held", "Produce", "12"),
+    ]
+
+
+def test_a_part_arriving_after_its_group_went_out_changes_nothing_already_sent() -> None:
+    asm = StateAssembler(settle_s=0.2)
+    asm.add(ASSET, ("state", "Held"), T1, RECEIVED, 0.0)
+    assert _emitted(asm, 0.3) == [(T1, "Held", "Produce", None)]
+    # later than settle_s: no second, different StateChange at T1
+    assert asm.add(ASSET, ("stop_reason", "7"), T1, RECEIVED, 0.5) == []
+    assert asm.flush(5.0, force=True) == []
+    asm.add(ASSET, ("state", "Execute"), T2, RECEIVED, 6.0)
+    assert _emitted(asm, 7.0) == [(T2, "Execute", "Produce", "7")]
+
+
+def test_a_resent_older_value_does_not_replace_a_newer_one() -> None:
+    asm = StateAssembler()
+    asm.add(ASSET, ("state", "Execute"), T1, RECEIVED, 0.0)
+    asm.add(ASSET, ("mode", "Produce"), T1, RECEIVED, 0.0)
+    asm.add(ASSET, ("mode", "Manual"), T2, RECEIVED, 0.0)
+    assert len(asm.flush(1.0)) == 2
+    assert asm.add(ASSET, ("mode", "Produce"), T1, RECEIVED, 2.0) == []  # stale, after the fact
+    asm.add(ASSET, ("state", "Held"), T3, RECEIVED, 3.0)
+    assert _emitted(asm, 4.0) == [(T3, "Held", "Manual", None)]
+
+
+_FIELDS = {
+    "state": st.sampled_from(["Execute", "Held", "Complete", "Suspended"]),
+    "mode": st.sampled_from(["Produce", "Manual", "Maintenance"]),
+    "stop_reason": st.sampled_from([None, "100.20", "300.20"]),
+    "blocked": st.booleans(),
+    "starved": st.booleans(),
+}
+
+
+@st.composite
+def _parts_and_arrival(draw: st.DrawFn) -> tuple[list[tuple[int, str, Any]], list[int]]:
+    """Distinct (second, part) pairs with values, and an arrival order (a permutation)."""
+    keys = draw(
+        st.lists(
+            st.tuples(st.integers(0, 6), st.sampled_from(sorted(_FIELDS))),
+            unique=True,
+            min_size=1,
+            max_size=20,
+        )
+    )
+    parts = [(sec, name, draw(_FIELDS[name])) for sec, name in keys]
+    return parts, draw(st.permutations(range(len(parts))))
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=_parts_and_arrival())
+def test_arrival_order_within_the_settle_time_does_not_matter(
+    case: tuple[list[tuple[int, str, Any]], list[int]],
+) -> None:
+    parts, order = case
+    asm = StateAssembler(settle_s=0.2)
+    for step, i in enumerate(order):
+        sec, name, value = parts[i]
+        asm.add(ASSET, (name, value), T1 + timedelta(seconds=sec), RECEIVED, step * 0.001)
+    got = asm.flush(1.0)
+    # the model: every instant, in time order, with all parts up to it applied
+    snapshot: dict[str, Any] = {}
+    want = []
+    for sec in sorted({sec for sec, _, _ in parts}):
+        snapshot |= {name: value for s, name, value in parts if s == sec}
+        if "state" in snapshot:
+            want.append(
+                ev.new_state_change(
+                    asset=ASSET,
+                    ts=T1 + timedelta(seconds=sec),
+                    state=snapshot["state"],
+                    mode=snapshot.get("mode") or ev.MODE_PRODUCE,
+                    stop_reason=snapshot.get("stop_reason"),
+                    blocked=snapshot.get("blocked", False),
+                    starved=snapshot.get("starved", False),
+                    ingest_ts=RECEIVED,
+                )
+            )
+    assert [c.event_id for c in got] == [c.event_id for c in want]
+    assert got == want
