@@ -240,8 +240,12 @@ class DowntimeTracker:
             msg = f"segments of several assets given to one tracker: {assets}"
             raise ValueError(msg)
         incoming = {s.start: s for s in new}  # of one start, the last emission wins
-        kept: list[Segment] = []
-        for seg in self.segments:
+        # only the tail from the segment holding the earliest change can be touched
+        lo = min([*incoming, *gone])
+        segs = self.segments
+        head = max(bisect.bisect_right(segs, lo, key=lambda x: x.start) - 1, 0)
+        kept: list[Segment] = segs[:head]
+        for seg in segs[head:]:
             if seg.start in gone and seg.start not in incoming:
                 continue
             hits = [n for n in incoming.values() if _overlaps(seg, n)]
@@ -253,12 +257,29 @@ class DowntimeTracker:
             cut = min(n.start for n in hits)
             if seg.start < cut:
                 kept.append(replace(seg, end=cut))
-        self.segments = sorted([*kept, *incoming.values()], key=lambda s: s.start)
+        self.segments = sorted([*kept, *incoming.values()], key=lambda x: x.start)
         self._prune()
-
+        segs = self.segments
+        if not segs:
+            return self._diff(asset, {}, None, ingest_ts)
+        # recompute from the start of the run before the change (a change may merge runs)
+        i = max(bisect.bisect_left(segs, lo, key=lambda x: x.start) - 1, 0)
+        while i > 0 and segs[i].category != "production" and _continues(segs[i - 1], segs[i]):
+            i -= 1
+        floor = segs[i].start
         computed = {
-            d.start: d for d in downtimes(self.segments, ingest_ts, minor_stop_s=self.minor_stop_s)
+            d.start: d for d in downtimes(segs[i:], ingest_ts, minor_stop_s=self.minor_stop_s)
         }
+        return self._diff(asset, computed, floor, ingest_ts)
+
+    def _diff(
+        self,
+        asset: str,
+        computed: dict[datetime, Downtime],
+        floor: datetime | None,
+        ingest_ts: datetime,
+    ) -> Replacement | None:
+        """Compare the downtimes recomputed from ``floor`` on with those emitted; keep them."""
         changed: list[datetime] = []
         for start, row in computed.items():
             old = self.emitted.get(start)
@@ -266,8 +287,11 @@ class DowntimeTracker:
                 computed[start] = old  # unchanged: keep when it was last written
             else:
                 changed.append(start)
-        changed.extend(start for start in self.emitted if start not in computed)  # removed
-        self.emitted = computed
+        before = [s for s in self.emitted if floor is None or s >= floor]
+        changed.extend(start for start in before if start not in computed)  # removed
+        for start in before:
+            del self.emitted[start]
+        self.emitted.update(computed)
         if not changed:
             return None
         first, last = min(changed), max(changed)
