@@ -22,7 +22,12 @@ Wiring (one Bytewax dataflow; step ids in brackets)::
 Delivery: Bytewax recovery replays at most one snapshot interval after a crash, so the table and
 the topic are at-least-once. The table absorbs it (same alert_id, same revision: same row);
 consumers of the topic deduplicate on ``(alert_id, revision)`` -- a higher revision supersedes
-a lower one of the same alert_id.
+a lower one of the same alert_id. (Evidence that grows on clock ticks -- a running stop's
+minutes -- may be revised at other moments in a replay; the final record is the same.)
+
+Messages that are not valid events are the historian's to dead-letter (it reads the same topics);
+events too late to correct are the OEE flow's; the plant's ``assets`` rows are written by the OEE
+flow. This flow writes ``downtime_events`` and ``alerts`` only.
 
 The tick input (:class:`Ticks`, every :data:`TICK` of wall-clock time) lets the ``silent`` rule
 fire when an asset sends nothing at all, and advances long stops of machines that went quiet.
