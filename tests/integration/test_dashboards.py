@@ -28,7 +28,7 @@ from dashboards import timeutil
 from dashboards.service import ensure_roles
 from tests.conftest import Stack
 from tests.dashboard_data import Filled, fill, plant_end
-from tests.flowkit import FlowProcess, produce, wait_until
+from tests.flowkit import FlowProcess, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -261,16 +261,23 @@ def test_pages_over_the_published_example_written_by_the_real_flows(
     """The oee.com worked example (tests/integration/test_oee_flow.py) produced as events and
     written by the real historian, OEE and downtime flows; the pages show the published
     figures (OEE 74.8 %: A 88.8 %, P 86.1 %, Q 97.8 %) and the database's downtime."""
-    from tests.integration.test_oee_flow import MON, OEECOM, oeecom_events, settings_for
+    from tests.integration.test_oee_flow import (
+        MON,
+        OEECOM,
+        feed,
+        oeecom_events,
+        pushes,
+        settings_for,
+    )
 
     dsn = dashboard_env
     settings = settings_for(local_stack, dsn, topic_prefix, tmp_path / ".asbuilt")
-    produce(settings, oeecom_events())
     with (
         FlowProcess("historian", settings) as historian,
         FlowProcess("oee", settings) as oee,
         FlowProcess("downtime", settings) as downtime,
     ):
+        feed(settings, oee, oeecom_events(), pushes())  # as a live plant: watermarks move last
         wait_until(
             lambda: sql_one(dsn, "SELECT count(*) FROM oee_minutes WHERE asset = %s "
                             "AND shift IS NOT NULL", OEECOM) == 480
