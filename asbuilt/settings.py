@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     - ``ASBUILT_LOSS_MAPPING``: YAML mapping PackML state x mode x stop reason to a time
       category; unset uses the documented defaults.
     - ``ASBUILT_ALERT_RULES``: YAML alert rules; unset uses the documented defaults.
+    - ``ASBUILT_DASHBOARDS``: whether ``asbuilt up`` serves the dashboards (default true).
     - ``ASBUILT_SINK_BATCH_ROWS``: most rows one database sink write (one transaction) takes.
     """
 
@@ -97,6 +98,7 @@ class Settings(BaseSettings):
     loss_mapping: Path | None = None
     alert_rules: Path | None = None
     sink_batch_rows: int = Field(default=5000, ge=1)
+    dashboards: bool = True
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -1,8 +1,8 @@
 """The dashboards as a service of the local stack, and their two database roles.
 
-Wiring (one line in :func:`asbuilt.services.stack.build`, after the database)::
-
-    services.append(dashboard_service(settings))
+``asbuilt up`` serves the dashboards (``ASBUILT_DASHBOARDS``, default on) as the process
+``python -m dashboards`` (:mod:`dashboards.__main__`), which calls :func:`ensure_roles` and then
+becomes ``streamlit run`` (:func:`streamlit_argv`).
 
 Roles. The dashboards never log in as the owner of the schema:
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
 import sys
 import urllib.request
@@ -39,7 +38,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from asbuilt.errors import ServiceError
-from asbuilt.services.stack import child_env, database_dsn
+from asbuilt.services import stack
 from asbuilt.services.supervisor import Managed
 from asbuilt.settings import Settings
 
@@ -146,35 +145,6 @@ def check_health(host: str, port: int) -> None:
 
 
 def dashboard_service(settings: Settings) -> Managed:
-    """The Streamlit dashboards on ``settings.bind_host``:``settings.dashboard_port``, reading
-    the application database as the read-only role (created or refreshed at each start)."""
-    env = child_env(settings)
-    for name in ("ASBUILT_PLANT_MODEL", "ASBUILT_DASHBOARD_REFRESH_S"):
-        if name in os.environ:
-            env[name] = os.environ[name]
-    if settings.plant_model is not None:
-        env["ASBUILT_PLANT_MODEL"] = str(settings.plant_model)
-    host, port = settings.bind_host, settings.dashboard_port
-
-    def prepare() -> None:
-        given = os.environ.get("ASBUILT_DASHBOARD_DSN")
-        if given:
-            env["ASBUILT_DASHBOARD_DSN"] = given
-            if os.environ.get("ASBUILT_DASHBOARD_ACK_DSN"):
-                env["ASBUILT_DASHBOARD_ACK_DSN"] = os.environ["ASBUILT_DASHBOARD_ACK_DSN"]
-            return
-        roles = ensure_roles(database_dsn(settings))
-        env["ASBUILT_DASHBOARD_DSN"] = roles.reader
-        env["ASBUILT_DASHBOARD_ACK_DSN"] = roles.acker
-
-    return Managed(
-        name="dashboards",
-        address=f"http://{host}:{port}/",
-        health=lambda: check_health(host, port),
-        argv=streamlit_argv(host, port),
-        port=port,
-        env=env,
-        prepare=prepare,
-        note=f"Streamlit, read-only role {READER}; refreshes every "
-        f"{env.get('ASBUILT_DASHBOARD_REFRESH_S', '15')} s",
-    )
+    """The dashboards as ``asbuilt up`` runs them (:func:`asbuilt.services.stack.dashboards`:
+    ``python -m dashboards`` makes the roles, then serves the app as the read-only role)."""
+    return stack.dashboards(settings)

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -113,7 +114,16 @@ def build(settings: Settings) -> list[Managed]:
         services.append(_simulator(settings))
     services += [_connector(settings, i) for i in range(settings.connectors)]
     services += [_pipeline(settings, name) for name in pipelines(settings)]
+    if settings.dashboards and _module_exists("dashboards.__main__"):
+        services.append(dashboards(settings))
     return services
+
+
+def _module_exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
 
 
 def pipeline_installed(name: str) -> bool:
@@ -271,6 +281,45 @@ def _pipeline(settings: Settings, name: str) -> Managed:
         depends_on=("broker",),
         note=f"Bytewax flow, snapshot every {settings.snapshot_interval_s:g} s"
         + (f", topic prefix {settings.topic_prefix}" if settings.topic_prefix else ""),
+    )
+
+
+def check_http_ok(url: str) -> None:
+    """Raise unless ``url`` answers 200 with the body ``ok`` (Streamlit's health endpoint)."""
+    with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - our own loopback URL
+        body = response.read().decode()
+    if body.strip() != "ok":
+        msg = f"{url} answered {body[:80]!r}, not ok"
+        raise ServiceError(msg)
+
+
+def dashboards(settings: Settings) -> Managed:
+    """The Streamlit dashboards (``python -m dashboards``: it makes its read-only database
+    roles, then serves ``dashboards/app.py``) on ``bind_host:dashboard_port``."""
+    host, port = settings.bind_host, settings.dashboard_port
+    env = child_env(settings) | {"ASBUILT_BIND_HOST": host, "ASBUILT_DASHBOARD_PORT": str(port)}
+    for name in (
+        "ASBUILT_DASHBOARD_DSN",
+        "ASBUILT_DASHBOARD_ACK_DSN",
+        "ASBUILT_DASHBOARD_REFRESH_S",
+    ):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    if settings.plant_model is not None:
+        env["ASBUILT_PLANT_MODEL"] = str(settings.plant_model)
+
+    def prepare() -> None:
+        env["ASBUILT_DB_DSN"] = database_dsn(settings)
+
+    return Managed(
+        name="dashboards",
+        address=f"http://{host}:{port}/",
+        health=lambda: check_http_ok(f"http://{host}:{port}/_stcore/health"),
+        argv=[sys.executable, "-m", "dashboards"],
+        port=port,
+        env=env,
+        prepare=prepare,
+        note="Streamlit, read-only database role; pages refresh in place",
     )
 
 
