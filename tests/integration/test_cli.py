@@ -67,7 +67,9 @@ def test_up_status_down_and_a_dead_service_is_restarted(env: dict[str, str]) -> 
     assert status.returncode == 0, status.stdout
     report = json.loads(status.stdout)
     services = {s["name"]: s for s in report["services"]}
-    assert set(services) == {"timescaledb", "broker", "simulator", "connector-0", "historian"}
+    assert set(services) == {
+        *("timescaledb", "broker", "simulator", "connector-0", "historian", "dashboards")
+    }
     assert all(s["healthy"] for s in services.values())
     assert services["timescaledb"]["address"].endswith(f":{env['ASBUILT_DB_PORT']}/asbuilt")
     assert services["broker"]["address"] == f"127.0.0.1:{env['ASBUILT_BROKER_PORT']}"
