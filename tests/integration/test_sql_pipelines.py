@@ -425,6 +425,67 @@ def test_rollups_equal_recomputation_whatever_the_batches_property(
         conn.rollback()
 
 
+def _rows(conn: Conn, query: str, a: datetime, b: datetime) -> list[tuple[Any, ...]]:
+    rows = conn.execute(query, {"a": a, "b": b}).fetchall()
+    return sorted((_numbers(r) for r in rows), key=repr)
+
+
+def test_oee_totals_equal_the_minute_sums_on_partial_whole_and_empty_ranges(
+    db_dsn: str,
+) -> None:
+    """oee_totals() reads whole hours from oee_hourly and only the partial head and tail hours
+    from oee_minutes: on any range it equals summing the minutes of the range directly."""
+    minute_sums = (
+        f"SELECT asset, {_SUM_SQL} FROM oee_minutes WHERE ts >= %(a)s AND ts < %(b)s GROUP BY asset"
+    )
+    totals = f"SELECT asset, {', '.join(SUMS)} FROM oee_totals(%(a)s, %(b)s)"
+    with psycopg.connect(db_dsn) as conn:
+        assets, start, end = _plant(conn)
+        refresh(conn, None, start, end)
+        m = timedelta(minutes=1)
+        h = timedelta(hours=1)
+        ranges = [
+            (start + 17 * m, end - 23 * m),  # partial head and tail, many whole hours between
+            (start + 17 * m, start + 5 * h),  # partial head, whole hours, no tail
+            (start + 2 * h, end - 23 * m),  # no head, whole hours, partial tail
+            (start + 3 * h, start + 9 * h),  # whole hours only
+            (start, end),  # all of it
+            (start - 7 * h, end + 5 * h),  # wider than the data
+            (start + 3 * h + 5 * m, start + 3 * h + 50 * m),  # inside one hour
+            (start + 3 * h + 50 * m, start + 4 * h + 10 * m),  # across one hour boundary only
+            (start + 3 * h + 50 * m, start + 4 * h),  # the end of one hour
+            (start + 5 * h + 30 * m + timedelta(seconds=30), start + 7 * h + timedelta(seconds=1)),
+            (start + 4 * h, start + 4 * h),  # empty
+            (start + 4 * h + 10 * m, start + 4 * h + 10 * m),  # empty, inside an hour
+            (start + 6 * h, start + 2 * h),  # ends before it starts: empty
+            (end + 2 * h, end + 30 * h),  # no data
+        ]
+        rng = random.Random(11)
+        for _ in range(6):
+            a = start + rng.randint(-90, 36 * 60) * m
+            ranges.append((a, a + rng.randint(0, 20 * 60) * m))
+        for a, b in ranges:
+            got = _rows(conn, totals, a, b)
+            want = _rows(conn, minute_sums, a, b)
+            _close(got, want)
+            assert bool(got) == (a < b and a < end and b > start), (a, b, got)
+        # the whole hours really come from the roll-up: a roll-up row changed shows through
+        conn.execute(
+            "UPDATE oee_hourly SET processed = processed + 1000 WHERE asset = %s AND ts = %s",
+            (assets[0], start + 3 * h),
+        )
+        (processed,) = conn.execute(
+            "SELECT processed FROM oee_totals(%s, %s) WHERE asset = %s",
+            (start + 3 * h, start + 4 * h, assets[0]),
+        ).fetchone() or (None,)
+        (direct,) = conn.execute(
+            "SELECT sum(processed) FROM oee_minutes WHERE asset = %s AND ts >= %s AND ts < %s",
+            (assets[0], start + 3 * h, start + 4 * h),
+        ).fetchone() or (None,)
+        assert processed == direct + 1000
+        conn.rollback()
+
+
 def test_every_view_row_satisfies_the_oee_identity_and_lines_and_sites_are_sums(
     db_dsn: str,
 ) -> None:
@@ -672,6 +733,37 @@ def test_downtime_pareto_by_reason_and_loss_by_hand(db_dsn: str) -> None:
     ]
     # clipped to [15, 110): 5 of the first, 5 of the second, 10 of the third
     assert one_asset == [("equipment_failure", 3, 20 * 60.0)]
+
+
+def test_downtime_pareto_measures_open_stops_to_the_callers_now(db_dsn: str) -> None:
+    """p_now: the dashboards' clock (accelerated demo data runs ahead of the database's now());
+    without it an open stop runs until now(), and the four-argument calls keep working."""
+    until = T0 + timedelta(minutes=480)
+    query = "SELECT key, stops, duration_s FROM downtime_pareto(%s, %s, 'reason', 'm2'{})"
+    with psycopg.connect(db_dsn) as conn:
+        _stops(conn)
+        default = conn.execute(query.format(""), (T0, until)).fetchall()
+        db_now = conn.execute(query.format(", now()"), (T0, until)).fetchall()
+        named = conn.execute(
+            "SELECT key, stops, duration_s FROM downtime_pareto(%s, %s, p_asset_like => 'm2', "
+            "p_now => %s)",
+            (T0, until, T0 + timedelta(minutes=420)),
+        ).fetchall()
+        at_420 = conn.execute(query.format(", %s"), (T0, until, T0 + timedelta(minutes=420)))
+        before_start = conn.execute(  # "now" before the open stop began: it counts 0 s
+            query.format(", %s"), (T0, until, T0 + timedelta(minutes=390))
+        ).fetchall()
+        by_loss = conn.execute(
+            "SELECT key, stops, duration_s FROM downtime_pareto(%s, %s, 'loss', '%%', %s)",
+            (T0, until, T0 + timedelta(minutes=420)),
+        ).fetchall()
+        at_420_rows = at_420.fetchall()
+    # m2: 100.20 closed 30..50 (20 min) + open since 400; (none) 470..475 (5 min)
+    assert default == db_now == [("100.20", 2, (20 + 80) * 60.0), ("(none)", 1, 5 * 60.0)]
+    assert at_420_rows == named == [("100.20", 2, (20 + 20) * 60.0), ("(none)", 1, 5 * 60.0)]
+    assert before_start == [("100.20", 2, 20 * 60.0), ("(none)", 1, 5 * 60.0)]
+    # every asset: the closed equipment failures (10 + 5 + 30 + 20 min) + 20 min of the open one
+    assert by_loss[0] == ("equipment_failure", 5, (10 + 5 + 30 + 20 + 20) * 60.0)
 
 
 def test_mtbf_mttr_by_hand(db_dsn: str) -> None:
