@@ -333,14 +333,18 @@ def stops_timeline(
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def pareto(dsn: str, start: datetime, end: datetime, by: str, asset_like: str) -> pd.DataFrame:
-    """downtime_pareto(): stops and duration per key (reason, loss, category, ...)."""
+def pareto(
+    dsn: str, start: datetime, end: datetime, by: str, asset_like: str, at: datetime
+) -> pd.DataFrame:
+    """downtime_pareto(): stops and duration per key (reason, loss, category, ...); an open
+    stop runs until ``at`` (the dashboards' now, not the database's: accelerated demo data runs
+    ahead of the wall clock, and its open stops would count 0 s)."""
     return _frame(
         f"pareto[{by}]",
         dsn,
         "SELECT key, stops, duration_s, share, cumulative_share "
-        "FROM downtime_pareto(%(start)s, %(end)s, %(by)s, %(like)s)",
-        {"start": start, "end": end, "by": by, "like": asset_like},
+        "FROM downtime_pareto(%(start)s, %(end)s, %(by)s, %(like)s, %(at)s)",
+        {"start": start, "end": end, "by": by, "like": asset_like, "at": at},
     )
 
 

@@ -36,8 +36,9 @@ def _page() -> None:
     if period is None:
         return
     st.subheader(f"Downtime — {period.label}")
-    by_reason = q.pareto(cfg.dsn, period.start, period.end, "reason", like)
-    open_all = q.open_downtimes(cfg.dsn, ui.minute(clock.now))
+    now = ui.minute(clock.now)
+    by_reason = q.pareto(cfg.dsn, period.start, period.end, "reason", like, now)
+    open_all = q.open_downtimes(cfg.dsn, now)
     open_here = open_all if scope == "whole plant" else open_all[open_all["line"] == scope]
     active_all = q.alerts_active(cfg.dsn)
     m1, m2, m3, m4 = st.columns(4)
@@ -48,7 +49,7 @@ def _page() -> None:
 
     for by, title in (("reason", "by stop reason"), ("loss", "by loss category")):
         st.markdown(f"#### Pareto {title}")
-        pareto = q.pareto(cfg.dsn, period.start, period.end, by, like)
+        pareto = q.pareto(cfg.dsn, period.start, period.end, by, like, now)
         if pareto.empty:
             ui.empty(f"No stops in {period.label} ({scope}).")
             continue

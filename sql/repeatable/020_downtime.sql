@@ -17,11 +17,14 @@ SELECT d.asset, a.line, a.site, d.start_ts, d.state, d.mode, d.stop_reason, d.ca
 -- Pareto of the downtime in [p_from, p_to) by p_by = 'reason' (stop_reason), 'loss',
 -- 'category', 'state' or 'asset', for the assets matching p_asset_like (a LIKE pattern, e.g.
 -- 'acme/basel/packaging/line1/%'). Every stop overlapping the range counts once; its duration
--- is clipped to the range (an open stop runs until now()). Sorted by duration, longest first,
--- with each key's share and the cumulative share of the total downtime.
+-- is clipped to the range; an open stop runs until p_now (default: the database's now(); the
+-- dashboards pass their clock's "now", which is the latest data time when accelerated demo data
+-- runs ahead of the wall clock -- measured to the wall clock, its open stops would count 0 s).
+-- Sorted by duration, longest first, with each key's share and the cumulative share of the
+-- total downtime.
 CREATE FUNCTION downtime_pareto(
     p_from timestamptz, p_to timestamptz, p_by text DEFAULT 'reason',
-    p_asset_like text DEFAULT '%'
+    p_asset_like text DEFAULT '%', p_now timestamptz DEFAULT now()
 ) RETURNS TABLE (
     key text, stops bigint, duration_s double precision, share double precision,
     cumulative_share double precision
@@ -38,7 +41,7 @@ BEGIN
                          WHEN 'category' THEN coalesce(d.category, '(none)')
                          WHEN 'state' THEN coalesce(d.state, '(none)')
                          ELSE d.asset END AS k,
-               extract(epoch FROM least(coalesce(d.end_ts, now()), p_to)
+               extract(epoch FROM least(coalesce(d.end_ts, p_now), p_to)
                                   - greatest(d.start_ts, p_from))::double precision AS s
           FROM downtime_events d
          WHERE d.start_ts < p_to AND (d.end_ts IS NULL OR d.end_ts > p_from)

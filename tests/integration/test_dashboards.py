@@ -185,10 +185,10 @@ def test_downtime_and_alerts_and_acknowledging(filled: Filled) -> None:
     at = run_page(PAGES[2])
     dsn = _dsn()
     pareto = frame_with(at, "cumulative_share")
-    total = sql_one(  # the page's default period: the 24 hours to now (+ the current minute)
-        dsn,
+    total = sql_one(  # the page's default period: the 24 hours to now (+ the current minute);
+        dsn,  # the open stop runs until the page's now (the data's, ahead of the wall clock)
         "SELECT sum(duration_s) FROM downtime_pareto(%(t)s + interval '1 minute' - "
-        "interval '24 hours', %(t)s + interval '1 minute', 'reason', '%%')",
+        "interval '24 hours', %(t)s + interval '1 minute', 'reason', '%%', %(t)s)",
         {"t": filled.end},
     )
     assert float(pareto["duration_s"].sum()) == pytest.approx(float(total), rel=1e-6)  # type: ignore[arg-type]
