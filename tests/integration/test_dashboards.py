@@ -25,6 +25,7 @@ from streamlit.testing.v1 import AppTest
 
 from asbuilt.plant import default_plant
 from dashboards import timeutil
+from dashboards.queries import RAW_TABLES
 from dashboards.service import ensure_roles
 from tests.conftest import Stack
 from tests.dashboard_data import Filled, fill, plant_end
@@ -260,7 +261,9 @@ def test_pages_over_the_published_example_written_by_the_real_flows(
 ) -> None:
     """The oee.com worked example (tests/integration/test_oee_flow.py) produced as events and
     written by the real historian, OEE and downtime flows; the pages show the published
-    figures (OEE 74.8 %: A 88.8 %, P 86.1 %, Q 97.8 %) and the database's downtime."""
+    figures (OEE 74.8 %: A 88.8 %, P 86.1 %, Q 97.8 %) and the database's downtime; the plant
+    overview shows that shift as the last one with the site's OEE of it, the data freshness page
+    the example asset's last event per raw table as the tables hold them."""
     from tests.integration.test_oee_flow import (
         MON,
         OEECOM,
@@ -318,3 +321,53 @@ def test_pages_over_the_published_example_written_by_the_real_flows(
     reasons = frame_with(at, "cumulative_share")
     jam = reasons[reasons["key"].str.startswith("100.20")]
     assert list(jam["duration_s"]) == [47 * 60]
+
+    # plant overview: the flows wrote only the example's shift instance (Monday early, in the
+    # past), so the page shows it as the last shift with the site's OEE of it; the site has only
+    # the example asset's minutes, so in the oee.com convention that is the published 74.8 %
+    at = run_page(PAGES[0])
+    shift_start = sql_one(dsn, "SELECT max(start_ts) FROM shifts WHERE start_ts <= now()")
+    assert shift_start == MON + timedelta(hours=6)
+    assert any(s.value.startswith("Last shift (none running now): ") for s in at.subheader)
+    oee = sql_one(
+        dsn,
+        "SELECT oee FROM site_oee_by_shift WHERE shift_start = %s AND convention = 'iso22400'",
+        shift_start,
+    )
+    assert metric(at, "Site OEE") == timeutil.percent(float(oee))  # type: ignore[arg-type]
+    shown = frame_with(at, "PackML state")
+    assert len(shown) == sql_one(dsn, "SELECT count(*) FROM assets")
+    example = shown[shown["asset"] == OEECOM.rsplit("/", 1)[-1]]
+    last_state = sql_one(
+        dsn, "SELECT state FROM equipment_states WHERE asset = %s ORDER BY ts DESC LIMIT 1", OEECOM
+    )
+    assert list(example["PackML state"]) == [last_state]
+    at.radio(key="overview-convention").set_value("oee.com").run()
+    assert not at.exception
+    assert not at.error
+    assert metric(at, "Site OEE") == "74.8 %"
+    assert metric(at, "Site Availability") == "88.8 %"
+
+    # data freshness: the example asset's last event per raw table is the tables' latest time;
+    # every asset is silent (the example is long past); no dead letters were written
+    at = run_page(PAGES[3])
+    events = frame_with(at, "silent")
+    row = events[events["asset"] == OEECOM]
+    assert len(row) == 1
+    latest = {
+        table: sql_one(dsn, f"SELECT max(ts) FROM {table} WHERE asset = %s", OEECOM)
+        for table in RAW_TABLES
+    }
+    assert latest["equipment_states"] is not None
+    assert latest["counter_samples"] is not None
+    for table, ts in latest.items():  # NULL (no event of that kind) shows as empty
+        shown_ts = pd.Timestamp(row[table].iloc[0])
+        assert pd.isna(shown_ts) if ts is None else shown_ts == ts, table
+    newest = max(ts for ts in latest.values() if ts is not None)  # type: ignore[type-var]
+    assert pd.Timestamp(row["last_event"].iloc[0]) == pd.Timestamp(newest)
+    assert bool(row["silent"].iloc[0])
+    n_assets = sql_one(dsn, "SELECT count(*) FROM assets")
+    assert metric(at, "Silent assets") == str(n_assets)
+    assert metric(at, "Assets reporting") == f"0 / {n_assets}"
+    assert sql_one(dsn, "SELECT count(*) FROM dead_letters") == 0
+    assert any("No dead letters in the last 24 hours" in i.value for i in at.info)
