@@ -21,33 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
+from pipelines.oee.flow import OEE_COLUMNS
+
 pytestmark = pytest.mark.integration
 
-SECONDS = (
-    "production_s",
-    "setup_s",
-    "breakdown_s",
-    "minor_stop_s",
-    "external_s",
-    "idle_s",
-    "unknown_s",
-    "planned_downtime_s",
-    "not_scheduled_s",
-)
-COPY_COLUMNS = (
-    "ts",
-    "asset",
-    *SECONDS,
-    "processed",
-    "defective",
-    "rework",
-    "ideal_cycle_s",
-    "shift",
-    "shift_start",
-    "mapping_version",
-    "revision",
-    "corrected_at",
-)
+SECONDS = OEE_COLUMNS[2:11]  # the nine category seconds, in table order
+COPY_COLUMNS = OEE_COLUMNS  # what the OEE flow writes
 SUMS = (*SECONDS, "processed", "defective", "rework", "ideal_s", "good_ideal_s", "minutes")
 SITE = "acme/basel"
 LINE = "acme/basel/packaging/line1"
