@@ -14,15 +14,8 @@ not move and is compared directly.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -34,7 +27,6 @@ from selenium import webdriver
 from asbuilt.services.postgres import EmbeddedPostgres
 from asbuilt.settings import Settings
 from dashboards import timeutil
-from tests.conftest import free_port
 from tests.e2e.browser import (
     chromium,
     evidence,
@@ -44,11 +36,10 @@ from tests.e2e.browser import (
     sql_value,
     until,
 )
+from tests.e2e.demo import START_HANG_S, make_demo
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-START_HANG_S = 600.0  # `make demo` (install check, cluster, broker, flows) never came up
 SITE = "acme/basel"
 LINE = "acme/basel/packaging/line1"
 PARAMS: dict[str, object] = {"site": SITE, "line": LINE}
@@ -74,56 +65,6 @@ LINE_OEE = f"""
     SELECT v.oee FROM line_oee_by_shift v
      WHERE v.line = %(line)s AND v.convention = 'iso22400' AND v.shift_start = ({SHIFT})
 """
-
-
-def _status(env: dict[str, str]) -> dict[str, Any] | None:
-    result = subprocess.run(
-        [sys.executable, "-m", "asbuilt.cli", "status", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-@contextmanager
-def make_demo(home: Path, log: Path) -> Iterator[tuple[dict[str, str], subprocess.Popen[bytes]]]:
-    """`make demo` up and healthy (every service, the dashboards included); Ctrl-C on exit."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASBUILT_", "MAKE"))} | {
-        "ASBUILT_HOME": str(home),
-        "ASBUILT_DB_PORT": str(free_port()),
-        "ASBUILT_BROKER_PORT": str(free_port()),
-        "ASBUILT_DASHBOARD_PORT": str(free_port()),
-        "ASBUILT_SIM_PORT": str(free_port()),
-    }
-    with open(log, "w") as out:
-        demo = subprocess.Popen(
-            ["make", "--no-print-directory", "demo"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, like a terminal's foreground job
-        )
-    try:
-        report = None
-        deadline = time.monotonic() + START_HANG_S
-        while report is None and demo.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-            report = _status(env)
-        assert report is not None, f"make demo never became healthy:\n{log.read_text()}"
-        assert "dashboards" in {s["name"] for s in report["services"]}, report
-        yield env, demo
-        os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-        assert demo.wait(timeout=120) in (0, 2, -signal.SIGINT), log.read_text()
-    finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-        subprocess.run(
-            [sys.executable, "-m", "asbuilt.cli", "down", "--purge"], env=env, check=False
-        )
 
 
 class Sampler:
@@ -198,7 +139,8 @@ def test_make_demo_serves_every_dashboard_page_with_the_databases_figures(
 ) -> None:
     home = tmp_path / ".asbuilt"
     shots = screenshots_dir(record_property, "-demo")
-    with make_demo(home, tmp_path / "demo.log") as (env, _demo):
+    with make_demo(home, tmp_path / "demo.log") as (env, _demo, report):
+        assert "dashboards" in {s["name"] for s in report["services"]}, report
         settings = Settings(home=home, db_port=int(env["ASBUILT_DB_PORT"]))
         dsn = EmbeddedPostgres(settings).dsn()
         base = f"http://127.0.0.1:{env['ASBUILT_DASHBOARD_PORT']}"
