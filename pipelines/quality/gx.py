@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -38,6 +39,10 @@ import polars as pl
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 logger = logging.getLogger(__name__)
+
+# GX's pair expectations read tz-aware pandas columns with ``.values``, which pandas deprecates
+# loudly; the values are UTC either way.
+warnings.filterwarnings("ignore", message="Series.values returning an ndarray that drops")
 
 __all__ = [
     "DQ_RESULT_COLUMNS",
