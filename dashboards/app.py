@@ -16,6 +16,7 @@ PAGES = [
     st.Page("pages/line_performance.py", title="Line performance", icon=":material/speed:"),
     st.Page("pages/downtime_alerts.py", title="Downtime and alerts", icon=":material/warning:"),
     st.Page("pages/data_freshness.py", title="Data freshness", icon=":material/schedule:"),
+    st.Page("pages/data_quality.py", title="Data quality", icon=":material/rule:"),
 ]  # fmt: skip
 
 st.navigation(PAGES).run()

@@ -14,13 +14,14 @@ Configuration is read here, at the edge (the Streamlit entry point), from the en
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+import altair as alt
 import pandas as pd
 import psycopg
 import streamlit as st
@@ -226,7 +227,9 @@ def definition(label: str) -> None:
 
 
 def kpi_tiles(row: pd.Series | None, prefix: str = "") -> None:
-    """OEE, availability, performance and quality as metrics, each with its definition."""
+    """OEE, availability, performance and quality as metrics, each with its definition; a row
+    whose ``trustworthy`` is false carries the low-coverage marker under every figure."""
+    note = None if row is None else coverage_marker(row)
     cols = st.columns(4)
     for col, (label, field) in zip(
         cols,
@@ -240,7 +243,14 @@ def kpi_tiles(row: pd.Series | None, prefix: str = "") -> None:
     ):
         value = None if row is None else as_float(row.get(field))
         with col:
-            st.metric(f"{prefix}{label}", timeutil.percent(value))
+            st.metric(
+                f"{prefix}{label}",
+                timeutil.percent(value),
+                delta=note,
+                delta_color="off",
+                delta_arrow="off",
+                help=None if note is None else LOW_COVERAGE_HELP,
+            )
             definition(label)
     if row is not None and bool(row.get("performance_over_1")):
         st.warning(
@@ -248,6 +258,40 @@ def kpi_tiles(row: pd.Series | None, prefix: str = "") -> None:
             "it really does. The figure is shown as measured, not clipped; fix the ideal cycle "
             "time in the plant model."
         )
+
+
+LOW_COVERAGE_HELP: Final = (
+    "Not trustworthy: for part of this period the pipeline did not know the asset's state "
+    "(no data, or state unknown). Coverage = known seconds / elapsed seconds of the period; "
+    "below the configured threshold (ASBUILT_DQ_MIN_COVERAGE) a figure is marked. See the "
+    "Data quality page."
+)
+
+
+def coverage_marker(row: Mapping[str, Any] | pd.Series) -> str | None:
+    """``⚠ low data coverage 62 %`` for an OEE view row whose ``trustworthy`` is false; None
+    for a trustworthy row or one without the column (NULL: nothing to judge)."""
+    trusted = row.get("trustworthy")
+    if trusted is None or pd.isna(trusted) or bool(trusted):
+        return None
+    coverage = as_float(row.get("coverage"))
+    shown = "–" if coverage is None else f"{100 * coverage:.0f} %"
+    return f"⚠ low data coverage {shown}"
+
+
+def coverage_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """The two columns a table of OEE figures gets: ``coverage %`` and ``data`` (the marker,
+    empty when the row is trustworthy)."""
+    out = pd.DataFrame(index=df.index)
+    if "coverage" in df.columns:
+        out["coverage %"] = (100 * pd.to_numeric(df["coverage"], errors="coerce")).round(1)
+    else:
+        out["coverage %"] = pd.Series(float("nan"), index=df.index)
+    if "trustworthy" in df.columns:
+        out["data"] = [coverage_marker(r) or "" for _, r in df.iterrows()]
+    else:
+        out["data"] = ""
+    return out
 
 
 def as_float(value: Any) -> float | None:
@@ -349,3 +393,46 @@ def chart_times(df: pd.DataFrame, zone: ZoneInfo, *columns: str) -> pd.DataFrame
     for column in columns:
         out[column] = pd.to_datetime(out[column], utc=True).dt.tz_convert(zone).dt.tz_localize(None)
     return out
+
+
+def trend_chart(
+    trend: pd.DataFrame, zone: ZoneInfo, x_title: str, x_format: str, height: int
+) -> alt.LayerChart:
+    """OEE and its factors over time (one line each); a period whose view row is not
+    trustworthy (``trustworthy`` false: low data coverage) is drawn as a hollow point with the
+    coverage in its tooltip, the trustworthy ones filled."""
+    data = chart_times(trend, zone, "ts")
+    if "trustworthy" in data.columns:
+        marked = data["trustworthy"].map(lambda t: t is not None and not pd.isna(t) and not t)
+    else:
+        marked = pd.Series(False, index=data.index)
+    data["data"] = ["⚠ low coverage" if m else "ok" for m in marked]
+    if "coverage" not in data.columns:
+        data["coverage"] = float("nan")
+    long = data.melt(
+        id_vars=["ts", "data", "coverage"],
+        value_vars=["oee", "availability", "performance", "quality"],
+        var_name="figure",
+        value_name="value",
+    )
+    base = alt.Chart(long).encode(
+        x=alt.X("ts:T", title=x_title, axis=alt.Axis(format=x_format)),
+        y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
+        color=alt.Color("figure:N", title=None),
+        tooltip=[
+            "ts:T",
+            "figure:N",
+            alt.Tooltip("value:Q", format=".1%"),
+            alt.Tooltip("coverage:Q", format=".0%", title="data coverage"),
+            alt.Tooltip("data:N", title="data"),
+        ],
+    )
+    points = base.mark_point(size=50).encode(
+        shape=alt.Shape(
+            "data:N",
+            title="data",
+            scale=alt.Scale(domain=["ok", "⚠ low coverage"], range=["circle", "triangle"]),
+        ),
+        fill=alt.condition(alt.datum.data == "ok", alt.Color("figure:N"), alt.value("white")),
+    )
+    return alt.layer(base.mark_line(), points).properties(height=height)

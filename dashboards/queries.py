@@ -13,6 +13,10 @@ functions of ``sql/repeatable/`` (docs/sql.md), each cached with ``st.cache_data
 - :data:`QUERY_LOG` records each query that really ran (name, milliseconds): the benchmark reads
   it to report the queries each page issues.
 
+The data-quality queries read ``sql/repeatable/050_quality.sql`` (``dq_suite_status``,
+``dq_failures``, ``dq_kpis``, ``line_dq_kpis``, ``dead_letter_reasons``,
+``dq_coverage_threshold``); every OEE view row carries ``coverage`` and ``trustworthy``.
+
 A level (``site``, ``line``, ``asset``) picks the view family: ``site_oee_by_hour``,
 ``line_oee_by_hour``, ``oee_by_hour`` and their ``_shift`` twins. Levels, views and columns are
 chosen from fixed tables below, never from user text.
@@ -72,6 +76,8 @@ KPI_COLUMNS: Final = (
     "gq",
     "sq",
     "rq",
+    "coverage",
+    "trustworthy",
 )
 _KPIS = sql.SQL(", ").join(sql.Identifier(c) for c in KPI_COLUMNS)
 
@@ -251,10 +257,13 @@ def trend(
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def period_kpis(dsn: str, level: Level, key: str, start: datetime, end: datetime) -> pd.DataFrame:
     """The KPIs of [start, end) for a site, line or asset, one row per convention: the summed
-    time elements of ``oee_totals()`` through the one formula function ``oee_kpi()``."""
+    time elements of ``oee_totals()`` through the one formula function ``oee_kpi()``; with the
+    ``coverage`` and ``trustworthy`` of the OEE views, judged as they judge a period
+    (``oee_coverage()`` over ``oee_coverage_basis``: a period in progress on its elapsed part)."""
     query = sql.SQL(
         """
-        SELECT c.name AS convention, g.minutes, g.assets, k.*
+        SELECT c.name AS convention, g.minutes, g.assets, k.*, v.coverage,
+               v.coverage >= b.coverage_threshold AS trustworthy
           FROM (SELECT sum(t.production_s) AS production_s, sum(t.setup_s) AS setup_s,
                        sum(t.breakdown_s) AS breakdown_s, sum(t.minor_stop_s) AS minor_stop_s,
                        sum(t.external_s) AS external_s, sum(t.idle_s) AS idle_s,
@@ -264,10 +273,16 @@ def period_kpis(dsn: str, level: Level, key: str, start: datetime, end: datetime
                        sum(t.processed)::bigint AS processed,
                        sum(t.defective)::bigint AS defective, sum(t.rework)::bigint AS rework,
                        sum(t.ideal_s) AS ideal_s, sum(t.good_ideal_s) AS good_ideal_s,
-                       sum(t.minutes)::bigint AS minutes, count(*) AS assets
+                       sum(t.minutes)::bigint AS minutes, count(*) AS assets,
+                       count(*) FILTER (WHERE t.asset = ANY(w.newest_assets)) AS assets_newest
                   FROM oee_totals(%(start)s, %(end)s) t
                   JOIN assets a ON a.asset = t.asset
+                 CROSS JOIN oee_coverage_basis w
                  WHERE {filter}) g
+         CROSS JOIN oee_coverage_basis b
+         CROSS JOIN LATERAL (SELECT oee_coverage(
+                g.minutes, g.unknown_s, g.assets, g.assets_newest, %(start)s, %(end)s,
+                b.newest_minute) AS coverage) v
          CROSS JOIN oee_conventions c
          CROSS JOIN LATERAL oee_kpi(
                 c.setup_is_availability_loss, c.planned_downtime_in_base,
@@ -454,4 +469,89 @@ def dead_letters(dsn: str, start: datetime) -> pd.DataFrame:
         "last_ts FROM dead_letters_by_reason "
         "WHERE hour >= time_bucket('1 hour', %(start)s::timestamptz) ORDER BY hour",
         {"start": start},
+    )
+
+
+# --- data quality --------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=2.0, show_spinner=False)
+def dq_clock(dsn: str) -> pd.DataFrame:
+    """The database's wall clock and the latest INGEST-time data the data-quality page reads:
+    the newest validated window (``dq_results``), KPI minute (``dq_asset_minutes``) and dead
+    letter. Each is the newest row of a hypertable's time index, not a scan."""
+    return _frame(
+        "dq_clock",
+        dsn,
+        """
+        SELECT now() AS wall,
+               (SELECT max(window_start) + interval '1 minute' FROM dq_results) AS dq_until,
+               (SELECT max(ts) + interval '1 minute' FROM dq_asset_minutes) AS kpi_until,
+               (SELECT max(received_ts) FROM dead_letters) AS latest_dead_letter
+        """,
+        {},
+    )
+
+
+@st.cache_data(ttl=60.0, show_spinner=False)
+def dq_threshold(dsn: str) -> pd.DataFrame:
+    """``dq_coverage_threshold()``: an OEE figure whose coverage is below it is not trustworthy."""
+    return _frame("dq_threshold", dsn, "SELECT dq_coverage_threshold() AS threshold", {})
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def dq_suite_status(dsn: str, start: datetime, end: datetime, bucket_s: int) -> pd.DataFrame:
+    """Per suite and time bucket of [start, end): validated windows and the failed ones."""
+    return _frame(
+        "dq_suite_status",
+        dsn,
+        "SELECT suite, bucket, windows, failed_windows "
+        "FROM dq_suite_status(%(start)s, %(end)s, make_interval(secs => %(bucket)s)) "
+        "ORDER BY suite, bucket",
+        {"start": start, "end": end, "bucket": bucket_s},
+    )
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def dq_failures(dsn: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """The failed expectations of [start, end), newest first, with their examples (at most
+    ``ROW_LIMIT``)."""
+    return _frame(
+        "dq_failures",
+        dsn,
+        "SELECT * FROM dq_failures(%(start)s, %(end)s, %(limit)s)",
+        {"start": start, "end": end, "limit": ROW_LIMIT},
+    )
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def dq_kpis(dsn: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """The data-quality KPIs of every asset over [start, end) (``dq_kpis``)."""
+    return _frame(
+        "dq_kpis",
+        dsn,
+        "SELECT * FROM dq_kpis(%(start)s, %(end)s) ORDER BY line NULLS LAST, asset",
+        {"start": start, "end": end},
+    )
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def line_dq_kpis(dsn: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """The data-quality KPIs of every line over [start, end) (``line_dq_kpis``)."""
+    return _frame(
+        "line_dq_kpis",
+        dsn,
+        "SELECT * FROM line_dq_kpis(%(start)s, %(end)s) ORDER BY line",
+        {"start": start, "end": end},
+    )
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def dead_letter_reasons(dsn: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Dead letters received in [start, end) by reason class, with the latest example."""
+    return _frame(
+        "dead_letter_reasons",
+        dsn,
+        "SELECT * FROM dead_letter_reasons(%(start)s, %(end)s)",
+        {"start": start, "end": end},
     )

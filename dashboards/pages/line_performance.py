@@ -164,21 +164,7 @@ def _site_of(assets: pd.DataFrame, level: str, key: str) -> str | None:
 
 
 def _trend(trend: pd.DataFrame) -> alt.Chart:
-    long = ui.chart_times(trend, cfg.zone, "ts").melt(
-        id_vars="ts", value_vars=["oee", "availability", "performance", "quality"],
-        var_name="figure", value_name="value",
-    )  # fmt: skip
-    return (
-        alt.Chart(long)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("ts:T", title="plant time", axis=alt.Axis(format="%d %b %H:%M")),
-            y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
-            color=alt.Color("figure:N", title=None),
-            tooltip=["ts:T", "figure:N", alt.Tooltip("value:Q", format=".1%")],
-        )
-        .properties(height=260)
-    )
+    return ui.trend_chart(trend, cfg.zone, "plant time", "%d %b %H:%M", 260)
 
 
 def _waterfall(r: pd.Series) -> alt.Chart:

@@ -40,21 +40,7 @@ def _percent(df: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _trend_chart(trend: pd.DataFrame) -> alt.Chart:
-    long = ui.chart_times(trend, cfg.zone, "ts").melt(
-        id_vars="ts", value_vars=["oee", "availability", "performance", "quality"],
-        var_name="figure", value_name="value",
-    )  # fmt: skip
-    return (
-        alt.Chart(long)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("ts:T", title="hour (plant time)", axis=alt.Axis(format=ui.TIME_AXIS)),
-            y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
-            color=alt.Color("figure:N", title=None),
-            tooltip=["ts:T", "figure:N", alt.Tooltip("value:Q", format=".1%")],
-        )
-        .properties(height=220)
-    )
+    return ui.trend_chart(trend, cfg.zone, "hour (plant time)", ui.TIME_AXIS, 220)
 
 
 @ui.live(cfg.refresh_s)
@@ -142,7 +128,7 @@ def _lines(site: str, assets: pd.DataFrame, line_oee: pd.DataFrame) -> None:
             "P %": _percent(summary, "performance"),
             "Q %": _percent(summary, "quality"),
         }
-    )
+    ).join(ui.coverage_columns(summary))
     ui.table(view, f"lines {site}", cfg.zone, colour_by="state")
     lines = [line for line in summary["line"] if line != "(no line)"]
     for start in range(0, len(lines), 4):
@@ -175,7 +161,7 @@ def _assets(site: str, assets: pd.DataFrame, asset_oee: pd.DataFrame) -> None:
             "P %": _percent(merged, "performance"),
             "Q %": _percent(merged, "quality"),
         }
-    )
+    ).join(ui.coverage_columns(merged))
     ui.table(view, f"assets {site}", cfg.zone, colour_by="state")
 
 
