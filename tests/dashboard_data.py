@@ -314,3 +314,129 @@ def _copy(cur: psycopg.Cursor[Any], table: str, columns: tuple[str, ...], rows: 
     with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:  # type: ignore[arg-type]
         for row in rows:
             copy.write_row(row)
+
+
+# --- data quality (issue 6) ----------------------------------------------------------------------
+
+DQ_CHECKS: dict[str, tuple[tuple[str, str, dict[str, Any]], ...]] = {
+    "events.states": (
+        ("event_id_unique", "expect_column_values_to_be_unique", {"column": "event_id"}),
+        ("state_in_packml_set", "expect_column_values_to_be_in_set",
+         {"column": "state", "value_set": ["Idle", "Execute", "Held", "Stopped"]}),
+        ("ts_plausible", "expect_column_values_to_be_between",
+         {"column": "ts", "min_value": "2020-01-01T00:00:00Z"}),
+    ),
+    "events.counters": (
+        ("event_id_unique", "expect_column_values_to_be_unique", {"column": "event_id"}),
+        ("value_not_negative", "expect_column_values_to_be_between",
+         {"column": "value", "min_value": 0}),
+    ),
+    "events.process_values": (
+        ("value_within_instrument_range", "expect_column_values_to_be_between",
+         {"column": "value", "min_value": -50, "max_value": 250}),
+        ("quality_in_set", "expect_column_values_to_be_in_set",
+         {"column": "quality", "value_set": ["good", "uncertain", "bad"]}),
+    ),
+}  # fmt: skip
+"""The event suites the synthetic plant's results come from (a subset of the real suites)."""
+TABLE_CHECKS = (
+    ("factors_within_0_1", "expect_column_values_to_be_between",
+     {"column": "availability", "min_value": 0, "max_value": 1}),
+    ("time_closure_60s", "expect_column_values_to_be_between",
+     {"column": "total_s", "min_value": 60, "max_value": 60}),
+)  # fmt: skip
+
+
+@dataclass
+class DqFilled:
+    """The data-quality rows written (for assertions): the failures, newest first, as
+    (window_start, suite, expectation, asset, example value)."""
+
+    failures: list[tuple[datetime, str, str, str, object]]
+    windows: int = 0
+    asset_minutes: int = 0
+
+
+def fill_quality(
+    dsn: str, filled: Filled, *, failures_every: int | None = None, seed: int = 11
+) -> DqFilled:
+    """Write what the quality flow writes for the plant of :func:`fill`: a passing result per
+    event suite, check and minute of [start, end), per table check and hour; the KPI raw
+    material per asset and minute (the silent asset sends nothing in its last two hours, the
+    asset after it runs a source clock 30 s ahead, some process values are uncertain or bad,
+    a few messages are rejected). Failures, each with its per-asset row and example: an unknown
+    state 'Running' 2 h before the end, a negative count 30 min before the end, a temperature
+    out of range 30 h before the end (outside the last 24 hours) -- and, with
+    ``failures_every`` (the benchmark), one more every that many minutes."""
+    rng = random.Random(seed)
+    start, end = filled.start, filled.end
+    n_min = int((end - start) / MINUTE)
+    paths = filled.assets
+    skewed = paths[2 % len(paths)]
+    planned = [
+        (end - timedelta(hours=2), "events.states", "state_in_packml_set", paths[0], "Running"),
+        (end - timedelta(minutes=30), "events.counters", "value_not_negative", paths[-1], -5),
+        (end - timedelta(hours=30), "events.process_values", "value_within_instrument_range",
+         paths[1], 912.5),
+    ]  # fmt: skip
+    if failures_every:
+        checks = [(s, c[0]) for s, cs in DQ_CHECKS.items() for c in cs]
+        for i in range(failures_every, n_min, failures_every):
+            suite, check = rng.choice(checks)
+            planned.append((start + i * MINUTE, suite, check, rng.choice(paths), -1))
+    failing = {(ts, suite, check): (asset, value) for ts, suite, check, asset, value in planned
+               if start <= ts < end}  # fmt: skip
+    results: list[tuple[Any, ...]] = []
+    for i in range(n_min):
+        ts = start + i * MINUTE
+        done = ts + MINUTE + timedelta(seconds=12)
+        for suite, checks in DQ_CHECKS.items():
+            elements = rng.randint(20, 400)
+            for check, gx_type, kwargs in checks:
+                fail = failing.get((ts, suite, check))
+                row = [ts, ts + MINUTE, suite, check, "", fail is None, elements, 0, None,
+                       "[]", gx_type, json.dumps(kwargs), done]  # fmt: skip
+                if fail is not None:
+                    asset, value = fail
+                    example = {"event_id": str(_id(asset, "dq", ts)), "asset": asset,
+                               "ts": (ts + timedelta(seconds=7)).isoformat(), "value": value,
+                               "origin": f"asbuilt.v1.{suite.split('.')[1]}[0]@{i}"}  # fmt: skip
+                    row[7], row[9] = 1, json.dumps([example])
+                    results.append(tuple(row))
+                    row[4], row[6] = asset, elements // len(paths) + 1
+                results.append(tuple(row))
+    for h in range(int((end - start).total_seconds() // 3600)):
+        ts = start + timedelta(hours=h)
+        for check, gx_type, kwargs in TABLE_CHECKS:
+            results.append((ts, ts + timedelta(hours=1), "table.oee_minutes", check, "", True,
+                            60 * len(paths), 0, None, "[]", gx_type, json.dumps(kwargs),
+                            ts + timedelta(hours=1, seconds=30)))  # fmt: skip
+    minutes: list[tuple[Any, ...]] = []
+    for path in paths:
+        silent_from = end - timedelta(hours=2) if path == filled.silent_asset else end
+        for i in range(n_min):
+            ts = start + i * MINUTE
+            if ts >= silent_from:
+                break
+            pv = rng.randint(8, 12)
+            bad = 1 if rng.random() < 0.02 else 0
+            uncertain = 1 if rng.random() < 0.05 else 0
+            skew = (-30.0 if path == skewed else 0.0) + rng.uniform(0.05, 0.4)
+            last_ingest = ts + timedelta(seconds=59)
+            minutes.append(
+                (ts, path, pv + rng.randint(0, 4), 1 if rng.random() < 0.01 else 0,
+                 pv - bad - uncertain, uncertain, bad, skew - 0.05, skew, skew + 0.3,
+                 last_ingest - timedelta(seconds=skew), last_ingest)
+            )  # fmt: skip
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        _copy(cur, "dq_results", (
+            "window_start", "window_end", "suite", "expectation", "asset", "success",
+            "element_count", "unexpected_count", "observed_value", "examples",
+            "expectation_type", "kwargs", "validated_at"), results)  # fmt: skip
+        _copy(cur, "dq_asset_minutes", (
+            "ts", "asset", "events", "rejected", "pv_good", "pv_uncertain", "pv_bad",
+            "skew_s_min", "skew_s_p50", "skew_s_max", "last_ts", "last_ingest_ts",
+        ), minutes)  # fmt: skip
+        conn.commit()
+    shown = sorted(((ts, s, c, a, v) for (ts, s, c), (a, v) in failing.items()), reverse=True)
+    return DqFilled(failures=shown, windows=n_min * len(DQ_CHECKS), asset_minutes=len(minutes))
