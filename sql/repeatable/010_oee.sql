@@ -7,6 +7,11 @@ DROP FUNCTION IF EXISTS oee_kpi CASCADE;
 DROP FUNCTION IF EXISTS refresh_oee_rollups CASCADE;
 DROP FUNCTION IF EXISTS oee_totals CASCADE;
 DROP FUNCTION IF EXISTS oee_between CASCADE;
+DROP FUNCTION IF EXISTS oee_coverage CASCADE;
+DROP FUNCTION IF EXISTS oee_elapsed_s CASCADE;
+DROP FUNCTION IF EXISTS dq_coverage_threshold CASCADE;
+DROP FUNCTION IF EXISTS oee_newest_minute_assets CASCADE;
+DROP FUNCTION IF EXISTS oee_newest_minute CASCADE;
 
 -- The formulas, once (docs/sql.md, "OEE formulas"). Inputs are SUMS of a set of minutes; every
 -- ratio is NULL when its denominator is 0 (no planned time has no availability: not 100 %, not
@@ -264,14 +269,94 @@ SELECT p.asset, sum(p.production_s), sum(p.setup_s), sum(p.breakdown_s), sum(p.m
  GROUP BY p.asset
 $$;
 
+-- --- data coverage (docs/sql.md, "Data quality") -----------------------------------------------
+-- Every OEE view ends with two columns: `coverage`, the share of the period's elapsed seconds for
+-- which the OEE flow knew the state (Σ (60 − unknown_s) over the minute rows ÷ (elapsed seconds ×
+-- assets)), and `trustworthy` (coverage >= dq_coverage_threshold()). They live here, not in
+-- 050_quality.sql, because these views need them and 010 is applied first.
+
+-- The threshold below which an OEE figure is not trustworthy: dq_settings 'oee_min_coverage'
+-- (the quality flow writes ASBUILT_DQ_MIN_COVERAGE there at start), 0.9 without the row.
+CREATE FUNCTION dq_coverage_threshold() RETURNS double precision
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN coalesce((SELECT value FROM dq_settings WHERE name = 'oee_min_coverage'), 0.9);
+END
+$$;
+
+COMMENT ON FUNCTION dq_coverage_threshold IS
+    'OEE figures with coverage below this are not trustworthy (dq_settings oee_min_coverage, '
+    'default 0.9). See docs/sql.md, "Data quality".';
+
+-- The start of the newest minute the OEE flow has written for any asset (NULL: none yet): how
+-- far the pipeline's time has advanced. One index probe (the hypertable's ts index).
+CREATE FUNCTION oee_newest_minute() RETURNS timestamptz
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN  -- plpgsql: the plan is cached per session (planning it costs more than running it)
+    RETURN (SELECT max(ts) FROM oee_minutes);
+END
+$$;
+
+-- The assets that have written that newest minute.
+CREATE FUNCTION oee_newest_minute_assets() RETURNS text[]
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN (SELECT coalesce(array_agg(asset ORDER BY asset), '{}') FROM oee_minutes
+             WHERE ts = (SELECT max(ts) FROM oee_minutes));
+END
+$$;
+
+-- One row: what the coverage of every view row is judged against. OFFSET 0 keeps the planner
+-- from pulling the function calls up into the rows of the views (they run once per query).
+CREATE VIEW oee_coverage_basis AS
+SELECT oee_newest_minute() AS newest_minute,
+       oee_newest_minute_assets() AS newest_assets,
+       dq_coverage_threshold() AS coverage_threshold
+OFFSET 0;
+
+-- The elapsed seconds × assets a period [p_start, p_end) of p_assets assets is judged on, when
+-- p_assets_newest of them have written the newest minute p_newest. A period that ended
+-- (p_end <= p_newest) counts whole; one in progress up to the end of the newest minute for an
+-- asset that has written it and up to its start for one that has not yet (the OEE flow closes
+-- each asset's minutes on that asset's own watermark: one minute behind the newest is on time,
+-- more is missing data). 0 when nothing of it has elapsed; NULL without any minute written.
+CREATE FUNCTION oee_elapsed_s(
+    p_assets bigint, p_assets_newest bigint, p_start timestamptz, p_end timestamptz,
+    p_newest timestamptz
+) RETURNS double precision LANGUAGE sql STABLE PARALLEL SAFE AS $$
+SELECT CASE WHEN p_newest IS NOT NULL THEN greatest(  -- (least/greatest skip NULLs)
+           p_assets * date_part('epoch', least(p_end, p_newest + interval '1 minute') - p_start)
+           - CASE WHEN p_newest >= p_start AND p_newest < p_end
+                  THEN 60.0::double precision * (p_assets - p_assets_newest) ELSE 0 END,
+           0) END
+$$;
+
+-- Coverage from the sums of a period's minute rows (p_minutes rows, p_unknown_s unknown
+-- seconds): known seconds ÷ oee_elapsed_s(...); NULL when nothing has elapsed. Inlined.
+CREATE FUNCTION oee_coverage(
+    p_minutes bigint, p_unknown_s double precision, p_assets bigint, p_assets_newest bigint,
+    p_start timestamptz, p_end timestamptz, p_newest timestamptz
+) RETURNS double precision LANGUAGE sql STABLE PARALLEL SAFE AS $$
+SELECT (60.0::double precision * p_minutes - p_unknown_s)
+       / nullif(oee_elapsed_s(p_assets, p_assets_newest, p_start, p_end, p_newest), 0)
+$$;
+
+COMMENT ON FUNCTION oee_coverage IS
+    'Coverage of a period from its summed minute rows: (60 × minutes − unknown_s) ÷ elapsed '
+    'seconds × assets; a period in progress is judged on its elapsed part. docs/sql.md.';
+
 -- --- views -------------------------------------------------------------------------------------
 -- Every view: one row per (period, asset | line | site, convention). Filter on `convention`.
+-- The last two columns: coverage and trustworthy (see above).
 
 CREATE VIEW oee_by_minute AS
 SELECT m.ts, m.asset, a.line, a.site, m.shift, m.shift_start, c.name AS convention,
-       1 AS minutes, m.ideal_cycle_s, m.mapping_version, m.revision, m.corrected_at, k.*
+       1 AS minutes, m.ideal_cycle_s, m.mapping_version, m.revision, m.corrected_at, k.*,
+       (60 - m.unknown_s) / 60 AS coverage,
+       (60 - m.unknown_s) / 60 >= w.coverage_threshold AS trustworthy
   FROM oee_minutes m
   LEFT JOIN assets a ON a.asset = m.asset
+ CROSS JOIN oee_coverage_basis w
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
@@ -280,37 +365,56 @@ SELECT m.ts, m.asset, a.line, a.site, m.shift, m.shift_start, c.name AS conventi
         m.rework, m.ideal_s, m.good_ideal_s) k;
 
 CREATE VIEW oee_by_hour AS
-SELECT h.ts, h.asset, a.line, a.site, c.name AS convention, h.minutes, k.*
+SELECT h.ts, h.asset, a.line, a.site, c.name AS convention, h.minutes, k.*,
+       v.coverage, v.coverage >= w.coverage_threshold AS trustworthy
   FROM oee_hourly h
   LEFT JOIN assets a ON a.asset = h.asset
+ CROSS JOIN oee_coverage_basis w
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
         h.production_s, h.setup_s, h.breakdown_s, h.minor_stop_s, h.external_s, h.idle_s,
         h.unknown_s, h.planned_downtime_s, h.not_scheduled_s, h.processed, h.defective,
-        h.rework, h.ideal_s, h.good_ideal_s) k;
+        h.rework, h.ideal_s, h.good_ideal_s) k
+ CROSS JOIN LATERAL (SELECT oee_coverage(
+        h.minutes, h.unknown_s, 1, (h.asset = ANY(w.newest_assets))::int,
+        h.ts, h.ts + interval '1 hour', w.newest_minute) AS coverage) v;
 
+-- A shift's length comes from `shifts` (its site's instance); without one, the shift is judged
+-- up to its latest minute.
 CREATE VIEW oee_by_shift AS
-SELECT s.shift_start, s.shift, s.asset, a.line, a.site, c.name AS convention, s.minutes, k.*
+SELECT s.shift_start, s.shift, s.asset, a.line, a.site, c.name AS convention, s.minutes, k.*,
+       v.coverage, v.coverage >= w.coverage_threshold AS trustworthy
   FROM oee_shifts s
   LEFT JOIN assets a ON a.asset = s.asset
+  LEFT JOIN shifts sh ON sh.site = a.site AND sh.start_ts = s.shift_start
+ CROSS JOIN oee_coverage_basis w
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
         s.production_s, s.setup_s, s.breakdown_s, s.minor_stop_s, s.external_s, s.idle_s,
         s.unknown_s, s.planned_downtime_s, s.not_scheduled_s, s.processed, s.defective,
-        s.rework, s.ideal_s, s.good_ideal_s) k;
+        s.rework, s.ideal_s, s.good_ideal_s) k
+ CROSS JOIN LATERAL (SELECT oee_coverage(
+        s.minutes, s.unknown_s, 1, (s.asset = ANY(w.newest_assets))::int, s.shift_start,
+        coalesce(sh.end_ts, s.last_ts + interval '1 minute'), w.newest_minute) AS coverage) v;
 
 CREATE VIEW oee_by_day AS
-SELECT d.day, d.timezone, d.asset, a.line, a.site, c.name AS convention, d.minutes, k.*
+SELECT d.day, d.timezone, d.asset, a.line, a.site, c.name AS convention, d.minutes, k.*,
+       v.coverage, v.coverage >= w.coverage_threshold AS trustworthy
   FROM oee_daily d
   LEFT JOIN assets a ON a.asset = d.asset
+ CROSS JOIN oee_coverage_basis w
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
         d.production_s, d.setup_s, d.breakdown_s, d.minor_stop_s, d.external_s, d.idle_s,
         d.unknown_s, d.planned_downtime_s, d.not_scheduled_s, d.processed, d.defective,
-        d.rework, d.ideal_s, d.good_ideal_s) k;
+        d.rework, d.ideal_s, d.good_ideal_s) k
+ CROSS JOIN LATERAL (SELECT oee_coverage(
+        d.minutes, d.unknown_s, 1, (d.asset = ANY(w.newest_assets))::int,
+        d.day::timestamp AT TIME ZONE d.timezone, (d.day + 1)::timestamp AT TIME ZONE d.timezone,
+        w.newest_minute) AS coverage) v;
 
 -- Any range, per asset: the KPIs of [p_from, p_to) (whole hours from oee_hourly).
 CREATE FUNCTION oee_between(p_from timestamptz, p_to timestamptz)
@@ -343,7 +447,8 @@ $$;
 -- average of ratios. Assets without a row in `assets` are in no line and no site.
 
 CREATE VIEW line_oee_by_hour AS
-SELECT g.ts, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*
+SELECT g.ts, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*,
+       v.coverage, v.coverage >= g.coverage_threshold AS trustworthy
   FROM (SELECT r.ts, a.line, a.site,
                sum(r.production_s) AS production_s, sum(r.setup_s) AS setup_s,
                sum(r.breakdown_s) AS breakdown_s, sum(r.minor_stop_s) AS minor_stop_s,
@@ -352,18 +457,25 @@ SELECT g.ts, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*
                sum(r.not_scheduled_s) AS not_scheduled_s, sum(r.processed)::bigint AS processed,
                sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
                sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
-               sum(r.minutes)::bigint AS minutes, count(*) AS assets
-          FROM oee_hourly r JOIN assets a ON a.asset = r.asset WHERE a.line IS NOT NULL
-         GROUP BY r.ts, a.line, a.site) g
+               sum(r.minutes)::bigint AS minutes, count(*) AS assets,
+               count(*) FILTER (WHERE r.asset = ANY(w.newest_assets)) AS assets_newest,
+               w.newest_minute, w.coverage_threshold
+          FROM oee_hourly r JOIN assets a ON a.asset = r.asset
+         CROSS JOIN oee_coverage_basis w WHERE a.line IS NOT NULL
+         GROUP BY r.ts, a.line, a.site, w.newest_minute, w.coverage_threshold) g
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
         g.production_s, g.setup_s, g.breakdown_s, g.minor_stop_s, g.external_s, g.idle_s,
         g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
-        g.rework, g.ideal_s, g.good_ideal_s) k;
+        g.rework, g.ideal_s, g.good_ideal_s) k
+ CROSS JOIN LATERAL (SELECT oee_coverage(
+        g.minutes, g.unknown_s, g.assets, g.assets_newest, g.ts, g.ts + interval '1 hour',
+        g.newest_minute) AS coverage) v;
 
 CREATE VIEW line_oee_by_shift AS
-SELECT g.shift_start, g.shift, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*
+SELECT g.shift_start, g.shift, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*,
+       v.coverage, v.coverage >= g.coverage_threshold AS trustworthy
   FROM (SELECT r.shift_start, max(r.shift) AS shift, a.line, a.site,
                sum(r.production_s) AS production_s, sum(r.setup_s) AS setup_s,
                sum(r.breakdown_s) AS breakdown_s, sum(r.minor_stop_s) AS minor_stop_s,
@@ -372,18 +484,28 @@ SELECT g.shift_start, g.shift, g.line, g.site, c.name AS convention, g.assets, g
                sum(r.not_scheduled_s) AS not_scheduled_s, sum(r.processed)::bigint AS processed,
                sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
                sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
-               sum(r.minutes)::bigint AS minutes, count(*) AS assets
-          FROM oee_shifts r JOIN assets a ON a.asset = r.asset WHERE a.line IS NOT NULL
-         GROUP BY r.shift_start, a.line, a.site) g
+               sum(r.minutes)::bigint AS minutes, count(*) AS assets,
+               count(*) FILTER (WHERE r.asset = ANY(w.newest_assets)) AS assets_newest,
+               w.newest_minute, w.coverage_threshold,
+               max(r.last_ts) AS last_ts
+          FROM oee_shifts r JOIN assets a ON a.asset = r.asset
+         CROSS JOIN oee_coverage_basis w WHERE a.line IS NOT NULL
+         GROUP BY r.shift_start, a.line, a.site, w.newest_minute, w.coverage_threshold) g
+  LEFT JOIN shifts sh ON sh.site = g.site AND sh.start_ts = g.shift_start
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
         g.production_s, g.setup_s, g.breakdown_s, g.minor_stop_s, g.external_s, g.idle_s,
         g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
-        g.rework, g.ideal_s, g.good_ideal_s) k;
+        g.rework, g.ideal_s, g.good_ideal_s) k
+ CROSS JOIN LATERAL (SELECT oee_coverage(
+        g.minutes, g.unknown_s, g.assets, g.assets_newest, g.shift_start,
+        coalesce(sh.end_ts, g.last_ts + interval '1 minute'),
+        g.newest_minute) AS coverage) v;
 
 CREATE VIEW line_oee_by_day AS
-SELECT g.day, g.timezone, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*
+SELECT g.day, g.timezone, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*,
+       v.coverage, v.coverage >= g.coverage_threshold AS trustworthy
   FROM (SELECT r.day, max(r.timezone) AS timezone, a.line, a.site,
                sum(r.production_s) AS production_s, sum(r.setup_s) AS setup_s,
                sum(r.breakdown_s) AS breakdown_s, sum(r.minor_stop_s) AS minor_stop_s,
@@ -392,18 +514,27 @@ SELECT g.day, g.timezone, g.line, g.site, c.name AS convention, g.assets, g.minu
                sum(r.not_scheduled_s) AS not_scheduled_s, sum(r.processed)::bigint AS processed,
                sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
                sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
-               sum(r.minutes)::bigint AS minutes, count(*) AS assets
-          FROM oee_daily r JOIN assets a ON a.asset = r.asset WHERE a.line IS NOT NULL
-         GROUP BY r.day, a.line, a.site) g
+               sum(r.minutes)::bigint AS minutes, count(*) AS assets,
+               count(*) FILTER (WHERE r.asset = ANY(w.newest_assets)) AS assets_newest,
+               w.newest_minute, w.coverage_threshold
+          FROM oee_daily r JOIN assets a ON a.asset = r.asset
+         CROSS JOIN oee_coverage_basis w WHERE a.line IS NOT NULL
+         GROUP BY r.day, a.line, a.site, w.newest_minute, w.coverage_threshold) g
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
         g.production_s, g.setup_s, g.breakdown_s, g.minor_stop_s, g.external_s, g.idle_s,
         g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
-        g.rework, g.ideal_s, g.good_ideal_s) k;
+        g.rework, g.ideal_s, g.good_ideal_s) k
+ CROSS JOIN LATERAL (SELECT oee_coverage(
+        g.minutes, g.unknown_s, g.assets, g.assets_newest, g.day::timestamp AT TIME ZONE g.timezone,
+        (g.day + 1)::timestamp AT TIME ZONE g.timezone,
+        g.newest_minute) AS coverage) v;
+
 
 CREATE VIEW site_oee_by_hour AS
-SELECT g.ts, g.site, c.name AS convention, g.assets, g.minutes, k.*
+SELECT g.ts, g.site, c.name AS convention, g.assets, g.minutes, k.*,
+       v.coverage, v.coverage >= g.coverage_threshold AS trustworthy
   FROM (SELECT r.ts, a.site,
                sum(r.production_s) AS production_s, sum(r.setup_s) AS setup_s,
                sum(r.breakdown_s) AS breakdown_s, sum(r.minor_stop_s) AS minor_stop_s,
@@ -412,18 +543,25 @@ SELECT g.ts, g.site, c.name AS convention, g.assets, g.minutes, k.*
                sum(r.not_scheduled_s) AS not_scheduled_s, sum(r.processed)::bigint AS processed,
                sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
                sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
-               sum(r.minutes)::bigint AS minutes, count(*) AS assets
+               sum(r.minutes)::bigint AS minutes, count(*) AS assets,
+               count(*) FILTER (WHERE r.asset = ANY(w.newest_assets)) AS assets_newest,
+               w.newest_minute, w.coverage_threshold
           FROM oee_hourly r JOIN assets a ON a.asset = r.asset
-         GROUP BY r.ts, a.site) g
+         CROSS JOIN oee_coverage_basis w
+         GROUP BY r.ts, a.site, w.newest_minute, w.coverage_threshold) g
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
         g.production_s, g.setup_s, g.breakdown_s, g.minor_stop_s, g.external_s, g.idle_s,
         g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
-        g.rework, g.ideal_s, g.good_ideal_s) k;
+        g.rework, g.ideal_s, g.good_ideal_s) k
+ CROSS JOIN LATERAL (SELECT oee_coverage(
+        g.minutes, g.unknown_s, g.assets, g.assets_newest, g.ts, g.ts + interval '1 hour',
+        g.newest_minute) AS coverage) v;
 
 CREATE VIEW site_oee_by_shift AS
-SELECT g.shift_start, g.shift, g.site, c.name AS convention, g.assets, g.minutes, k.*
+SELECT g.shift_start, g.shift, g.site, c.name AS convention, g.assets, g.minutes, k.*,
+       v.coverage, v.coverage >= g.coverage_threshold AS trustworthy
   FROM (SELECT r.shift_start, max(r.shift) AS shift, a.site,
                sum(r.production_s) AS production_s, sum(r.setup_s) AS setup_s,
                sum(r.breakdown_s) AS breakdown_s, sum(r.minor_stop_s) AS minor_stop_s,
@@ -432,18 +570,28 @@ SELECT g.shift_start, g.shift, g.site, c.name AS convention, g.assets, g.minutes
                sum(r.not_scheduled_s) AS not_scheduled_s, sum(r.processed)::bigint AS processed,
                sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
                sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
-               sum(r.minutes)::bigint AS minutes, count(*) AS assets
+               sum(r.minutes)::bigint AS minutes, count(*) AS assets,
+               count(*) FILTER (WHERE r.asset = ANY(w.newest_assets)) AS assets_newest,
+               w.newest_minute, w.coverage_threshold,
+               max(r.last_ts) AS last_ts
           FROM oee_shifts r JOIN assets a ON a.asset = r.asset
-         GROUP BY r.shift_start, a.site) g
+         CROSS JOIN oee_coverage_basis w
+         GROUP BY r.shift_start, a.site, w.newest_minute, w.coverage_threshold) g
+  LEFT JOIN shifts sh ON sh.site = g.site AND sh.start_ts = g.shift_start
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
         g.production_s, g.setup_s, g.breakdown_s, g.minor_stop_s, g.external_s, g.idle_s,
         g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
-        g.rework, g.ideal_s, g.good_ideal_s) k;
+        g.rework, g.ideal_s, g.good_ideal_s) k
+ CROSS JOIN LATERAL (SELECT oee_coverage(
+        g.minutes, g.unknown_s, g.assets, g.assets_newest, g.shift_start,
+        coalesce(sh.end_ts, g.last_ts + interval '1 minute'),
+        g.newest_minute) AS coverage) v;
 
 CREATE VIEW site_oee_by_day AS
-SELECT g.day, g.timezone, g.site, c.name AS convention, g.assets, g.minutes, k.*
+SELECT g.day, g.timezone, g.site, c.name AS convention, g.assets, g.minutes, k.*,
+       v.coverage, v.coverage >= g.coverage_threshold AS trustworthy
   FROM (SELECT r.day, max(r.timezone) AS timezone, a.site,
                sum(r.production_s) AS production_s, sum(r.setup_s) AS setup_s,
                sum(r.breakdown_s) AS breakdown_s, sum(r.minor_stop_s) AS minor_stop_s,
@@ -452,12 +600,19 @@ SELECT g.day, g.timezone, g.site, c.name AS convention, g.assets, g.minutes, k.*
                sum(r.not_scheduled_s) AS not_scheduled_s, sum(r.processed)::bigint AS processed,
                sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
                sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
-               sum(r.minutes)::bigint AS minutes, count(*) AS assets
+               sum(r.minutes)::bigint AS minutes, count(*) AS assets,
+               count(*) FILTER (WHERE r.asset = ANY(w.newest_assets)) AS assets_newest,
+               w.newest_minute, w.coverage_threshold
           FROM oee_daily r JOIN assets a ON a.asset = r.asset
-         GROUP BY r.day, a.site) g
+         CROSS JOIN oee_coverage_basis w
+         GROUP BY r.day, a.site, w.newest_minute, w.coverage_threshold) g
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
         g.production_s, g.setup_s, g.breakdown_s, g.minor_stop_s, g.external_s, g.idle_s,
         g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
-        g.rework, g.ideal_s, g.good_ideal_s) k;
+        g.rework, g.ideal_s, g.good_ideal_s) k
+ CROSS JOIN LATERAL (SELECT oee_coverage(
+        g.minutes, g.unknown_s, g.assets, g.assets_newest, g.day::timestamp AT TIME ZONE g.timezone,
+        (g.day + 1)::timestamp AT TIME ZONE g.timezone,
+        g.newest_minute) AS coverage) v;
