@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_PIPELINES: tuple[str, ...] = ("historian", "oee", "downtime")
+DEFAULT_PIPELINES: tuple[str, ...] = ("historian", "oee", "downtime", "quality")
 
 
 class Settings(BaseSettings):
@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     - ``ASBUILT_ALERT_RULES``: YAML alert rules; unset uses the documented defaults.
     - ``ASBUILT_DASHBOARDS``: whether ``asbuilt up`` serves the dashboards (default true).
     - ``ASBUILT_SINK_BATCH_ROWS``: most rows one database sink write (one transaction) takes.
+    - ``ASBUILT_DQ_MIN_COVERAGE``: an OEE figure whose data coverage is below this share is
+      marked not trustworthy (the quality flow writes it into ``dq_settings``).
+    - ``ASBUILT_DQ_TABLE_INTERVAL_S``: how often the quality flow validates the derived tables.
+    - ``ASBUILT_DQ_GRACE_S``: how long after a one-minute window's end, in ingest time, the
+      quality flow still waits for its events before validating it.
     """
 
     model_config = SettingsConfigDict(env_prefix="ASBUILT_", extra="ignore")
@@ -99,6 +104,9 @@ class Settings(BaseSettings):
     alert_rules: Path | None = None
     sink_batch_rows: int = Field(default=5000, ge=1)
     dashboards: bool = True
+    dq_min_coverage: float = Field(default=0.9, ge=0, le=1)
+    dq_table_interval_s: float = Field(default=60.0, gt=0)
+    dq_grace_s: float = Field(default=10.0, ge=0)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -42,9 +42,11 @@ def s(seconds: float) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def good_events(t0: datetime = T0, lag: timedelta = timedelta(seconds=1)) -> list[ev.Event]:
+def good_events(
+    t0: datetime = T0, lag: timedelta = timedelta(seconds=1), base: int = 0
+) -> list[ev.Event]:
     """A minute of good events of every kind for two assets (source time t0 + i s, ingested
-    ``lag`` later)."""
+    ``lag`` later); the ``processed`` counters count from ``base``."""
     out: list[ev.Event] = []
     for asset in (PRESS, BLISTER):
         out += [
@@ -71,7 +73,7 @@ def good_events(t0: datetime = T0, lag: timedelta = timedelta(seconds=1)) -> lis
                 ingest_ts=t0 + s(40) + lag,
             ),
         ]
-        for i, v in enumerate((100, 150, 210)):
+        for i, v in enumerate((base + 100, base + 150, base + 210)):
             out.append(
                 ev.new_counter_sample(
                     asset=asset,
