@@ -432,6 +432,11 @@ def trend_chart(
             "data:N",
             title="data",
             scale=alt.Scale(domain=["ok", "⚠ low coverage"], range=["circle", "triangle"]),
+            legend=(
+                alt.Legend(symbolFillColor="white", symbolStrokeColor="#616161")
+                if marked.any()
+                else None  # all trustworthy: no legend to explain
+            ),
         ),
         fill=alt.condition(alt.datum.data == "ok", alt.Color("figure:N"), alt.value("white")),
     )

@@ -28,23 +28,22 @@ from dashboards import timeutil
 cfg = ui.config()
 st.title("Data quality")
 
-STALE_AFTER = timedelta(minutes=5)
-"""The newest validated window older than this (at the wall clock): the quality flow may have
-stopped -- the page says so."""
-KPI_PERCENT = {
+# Page constants are commented, not documented with bare strings: Streamlit's magic would show
+# a bare string on the page.
+STALE_AFTER = timedelta(minutes=5)  # newest result older (at the wall clock): flow stopped?
+KPI_PERCENT = {  # the KPI shares, shown in per cent under these column names
     "coverage": "coverage %",
     "pv_bad_share": "PV bad %",
     "pv_uncertain_share": "PV uncertain %",
     "dead_letter_rate": "dead-letter rate %",
 }
-"""The KPI shares, shown in per cent under these column names."""
 FAILURE_COLUMNS = ("window_start", "window_end", "suite", "expectation", "asset",
                    "unexpected_count", "element_count", "unexpected_share", "observed_value",
                    "examples", "expectation_type", "kwargs", "validated_at")  # fmt: skip
+# The KPI columns shown first (the rest of dq_kpis' columns follow: its components).
 KPI_COLUMNS = ("asset", "line", "coverage %", "trustworthy", "unknown_s", "staleness_s",
                "skew_s_p50", "skew_s_max", "PV bad %", "PV uncertain %", "events", "rejected",
                "dead-letter rate %")  # fmt: skip
-"""The KPI columns shown first (the rest of dq_kpis' columns follow: its components)."""
 
 
 def bucket_s(period: timeutil.Period) -> int:
@@ -110,7 +109,8 @@ def _page() -> None:
         ui.empty(f"{period.label} has not started yet.")
         return
     threshold = ui.as_float(q.dq_threshold(cfg.dsn).iloc[0]["threshold"])
-    status = q.dq_suite_status(cfg.dsn, start, end, bucket_s(period))
+    step_s = bucket_s(period)
+    status = q.dq_suite_status(cfg.dsn, start, end, step_s)
     failures = q.dq_failures(cfg.dsn, start, end)
     kpis = q.dq_kpis(cfg.dsn, start, end)
     dead = q.dead_letter_reasons(cfg.dsn, start, end)
@@ -118,7 +118,7 @@ def _page() -> None:
     st.subheader(period.label)
     _tiles(status, kpis, dead, threshold)
     st.markdown("#### Suites over time")
-    _suites(status)
+    _suites(status, step_s)
     st.markdown("#### Failing expectations")
     _failures(failures)
     st.markdown("#### Data-quality KPIs")
@@ -174,40 +174,40 @@ def _count_column(dead: pd.DataFrame) -> str:
     return str(dead.columns[1])
 
 
-def _suites(status: pd.DataFrame) -> None:
-    """A heat map: one row per suite, one column per bucket, coloured by the share of its
-    windows that failed (green: every window passed)."""
+def _suites(status: pd.DataFrame, step_s: int) -> None:
+    """One row per suite, one cell per time bucket: red when a window of the bucket failed,
+    green when every window passed, blank when none was validated (the flow did not run)."""
     if status.empty:
         ui.empty("No suite validated a window in this period.")
         return
-    df = ui.chart_times(status, cfg.zone, "bucket")
+    df = status.copy()
     df["windows"] = pd.to_numeric(df["windows"], errors="coerce")
-    df = df[df["windows"] > 0]  # a bucket without a validated window stays blank
     df["failed_windows"] = pd.to_numeric(df["failed_windows"], errors="coerce")
-    df["failed share"] = df["failed_windows"] / df["windows"].where(df["windows"] > 0)
-    df["result"] = ["failing" if f > 0 else "passing" for f in df["failed_windows"].fillna(0)]
+    df = df[df["windows"] > 0]
+    df["bucket_end"] = pd.to_datetime(df["bucket"], utc=True) + pd.Timedelta(seconds=step_s)
+    df = ui.chart_times(df, cfg.zone, "bucket", "bucket_end")
+    df["result"] = ["failing" if f > 0 else "passing" for f in df["failed_windows"]]
     chart = (
         alt.Chart(df)
-        .mark_rect(stroke="white", strokeWidth=0.5)
+        .mark_rect(stroke="white", strokeWidth=1)
         .encode(
             x=alt.X("bucket:T", title="plant time", axis=alt.Axis(format="%d %b %H:%M")),
-            y=alt.Y("suite:N", title=None, axis=alt.Axis(labelLimit=300)),
+            x2="bucket_end:T",
+            y=alt.Y("suite:N", title=None, axis=alt.Axis(labelLimit=300, labelOverlap=False)),
             color=alt.Color(
-                "failed share:Q",
-                title="windows failed",
-                scale=alt.Scale(domain=[0, 1], range=["#2e7d32", "#f9a825", "#c62828"]),
-                legend=alt.Legend(format="%"),
+                "result:N",
+                title=None,
+                scale=alt.Scale(domain=["passing", "failing"], range=["#2e7d32", "#c62828"]),
             ),
             tooltip=[
                 "suite:N",
                 alt.Tooltip("bucket:T", title="from", format="%d %b %H:%M"),
                 "result:N",
                 "windows:Q",
-                "failed_windows:Q",
-                alt.Tooltip("failed share:Q", format=".0%"),
+                alt.Tooltip("failed_windows:Q", title="failed windows"),
             ],
         )
-        .properties(height=40 + 28 * df["suite"].nunique())
+        .properties(height=30 + 30 * df["suite"].nunique())
     )
     st.altair_chart(chart, width="stretch")
     totals = (

@@ -98,9 +98,10 @@ def _overview() -> None:
         _assets(site, site_assets, asset_oee)
 
 
+# Which state a line shows: the most severe of its assets' states. (A comment, not a string:
+# Streamlit's magic would show a bare string on the page.)
 SEVERITY = ("breakdown", "unknown", "setup", "external", "minor_stop", "idle",
             "planned_downtime", "not_scheduled", "production", "no data")  # fmt: skip
-"""Which state a line shows: the most severe of its assets' states."""
 
 
 def _lines(site: str, assets: pd.DataFrame, line_oee: pd.DataFrame) -> None:

@@ -9,7 +9,7 @@ key figures equal the database's, and a screenshot of each page is kept as a tes
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -21,7 +21,7 @@ from asbuilt.services.stack import private_settings
 from asbuilt.services.supervisor import Supervisor
 from dashboards import timeutil
 from dashboards.service import dashboard_service
-from tests.dashboard_data import Filled, fill, plant_end
+from tests.dashboard_data import Filled, fill, fill_quality, plant_end
 from tests.e2e.browser import chromium, open_page, screenshots_dir, sql_value
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +37,7 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
 def served(db_dsn: str, tmp_path: Path) -> Iterator[tuple[str, Filled]]:
     """The dashboards service of the stack over a filled database: (base URL, what was filled)."""
     filled = fill(db_dsn, end=plant_end(default_plant(), datetime.now(UTC)), days=2)
+    fill_quality(db_dsn, filled)
     settings = private_settings(tmp_path / ".asbuilt", db_dsn=db_dsn)
     supervisor = Supervisor(settings, [dashboard_service(settings)])
     supervisor.start_all()
@@ -88,6 +89,23 @@ def test_every_page_in_a_real_browser_shows_the_databases_figures(
     shown = open_page(browser, f"{base}/data_freshness", "Silent assets", shots, "4-freshness")
     assert shown["Silent assets"] == "1"
     assert shown["Dead letters"] == str(sql_value(db_dsn, "SELECT count(*) FROM dead_letters", {}))
+
+    shown = open_page(browser, f"{base}/data_quality", "Failed windows", shots, "5-quality")
+    period = {"from": filled.end + timedelta(minutes=1) - timedelta(hours=24),
+              "to": filled.end + timedelta(minutes=1)}  # fmt: skip
+    failed = sql_value(
+        db_dsn,
+        "SELECT to_char(sum(failed_windows), 'FM999,999,999') || ' / ' "
+        "|| to_char(sum(windows), 'FM999,999,999') "
+        "FROM dq_suite_status(%(from)s, %(to)s, interval '1 hour')",
+        period,
+    )
+    assert shown["Failed windows"] == failed
+    dead = sql_value(
+        db_dsn, "SELECT sum(dead_letters) FROM dead_letter_reasons(%(from)s, %(to)s)", period
+    )
+    assert shown["Dead letters"] == str(dead)
     assert sorted(p.name for p in shots.iterdir()) == [
         "1-plant-overview.png", "2-line.png", "3-downtime.png", "4-freshness.png",
+        "5-quality.png",
     ]  # fmt: skip

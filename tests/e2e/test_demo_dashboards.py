@@ -2,8 +2,9 @@
 it (``make demo`` in a private home with free ports, its own process group, Ctrl-C at the end,
 as tests/e2e/test_demo.py does), the simulated plant at its demo speed (60×) through connector,
 broker and flows into TimescaleDB, and every page opened in headless Chromium once the OEE flow
-has written the current shift: no exception element on any page, key figures equal the
-database's, a screenshot of each page kept in ``tests/artifacts/dashboards/<UTC time>-demo/``.
+has written the current shift: no exception element on any page (the Data quality page among
+them, with the windows the demo's quality flow validated), key figures equal the database's, a
+screenshot of each page kept in ``tests/artifacts/dashboards/<UTC time>-demo/``.
 
 The data is live (a simulated minute per wall second), so a figure on the page cannot be
 compared with one database read. A sampler reads the same views the page reads, every 0.1 s, from
@@ -179,6 +180,15 @@ def test_make_demo_serves_every_dashboard_page_with_the_databases_figures(
             reporting, of = shown["Assets reporting"].split(" / ")
             assert int(of) == assets
             assert int(reporting) + int(shown["Silent assets"]) == assets
+
+            # the quality flow of the demo has validated windows: the page counts them
+            shown = open_page(driver, f"{base}/data_quality", "Failed windows", shots, "5-quality")
+            failed, windows = (
+                int(v.replace(",", "")) for v in shown["Failed windows"].split(" / ")
+            )
+            assert windows > 0
+            assert 0 <= failed <= windows
+            assert shown["Assets below coverage"].endswith(f" / {assets}")
     assert sorted(p.name for p in shots.glob("*.png")) == [
-        "1-plant-overview.png", "2-line.png", "3-downtime.png", "4-fresh.png",
+        "1-plant-overview.png", "2-line.png", "3-downtime.png", "4-fresh.png", "5-quality.png",
     ]  # fmt: skip

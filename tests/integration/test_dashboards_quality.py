@@ -15,8 +15,10 @@ of the wall clock), so the pages' "now" is the latest data time.
 
 from __future__ import annotations
 
+import ast
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -275,3 +277,18 @@ def test_line_performance_marks_a_low_coverage_line_and_not_a_covered_one(
     at = run_page("pages/line_performance.py", {"level": "line", "key": other})
     oee = next(m for m in at.metric if m.label == "OEE")
     assert oee.delta in (None, "")
+
+
+def test_no_page_script_has_a_bare_string_that_streamlit_would_show() -> None:
+    """Streamlit's magic writes every bare expression of a page script onto the page, a string
+    documenting a constant too (the plant overview showed one): only the module docstring may
+    be a bare string."""
+    pages = sorted((Path(APP).parent / "pages").glob("*.py"))
+    assert len(pages) == 5
+    for page in pages:
+        body = ast.parse(page.read_text()).body
+        floating = [
+            node.lineno for node in body[1:]
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        ]  # fmt: skip
+        assert not floating, f"{page.name}: bare strings at lines {floating}"
