@@ -1,7 +1,8 @@
 """Dashboards: a server-side run of each page (streamlit AppTest) over 30 days × 50 assets.
 
 The database is filled through the pipelines' tables (``tests/dashboard_data.py``: one OEE
-minute per asset and minute, the stops, the raw events, alerts, dead letters) and rolled up by
+minute per asset and minute, the stops, the raw events, alerts, dead letters, and the quality
+flow's results and KPI minutes) and rolled up by
 ``refresh_oee_rollups()``; the dashboards read it as their read-only role, as in the stack.
 
 Per page: the median wall time of a full script run with an EMPTY query cache (every query of
@@ -27,7 +28,7 @@ from asbuilt.plant import default_plant
 from bench.harness import Context, Figure
 from dashboards import queries
 from dashboards.service import ensure_roles
-from tests.dashboard_data import fill, plant_end
+from tests.dashboard_data import fill, fill_quality, plant_end
 
 REPEATS = 1  # one fill; each page is timed RUNS times within the run
 RUNS = 5
@@ -50,6 +51,8 @@ PAGES = {
     "downtime and alerts (last 24 h)": ("pages/downtime_alerts.py", None),
     "downtime and alerts (week)": ("pages/downtime_alerts.py", {"period": "Week"}),
     "data freshness": ("pages/data_freshness.py", None),
+    "data quality (last 24 h)": ("pages/data_quality.py", None),
+    "data quality (week)": ("pages/data_quality.py", {"period": "Week"}),
 }
 
 
@@ -61,8 +64,9 @@ def _filled(dsn: str, days: float, n_assets: int) -> tuple[int, float]:
         return int(row[0]), 0.0
     began = time.perf_counter()
     plant = default_plant().with_lines(-(-(n_assets - 7) // 4))  # 7 OSD + 4 per line
-    fill(dsn, end=plant_end(plant, datetime.now(UTC)), days=days, plant=plant,
-         max_assets=n_assets)  # fmt: skip
+    filled = fill(dsn, end=plant_end(plant, datetime.now(UTC)), days=days, plant=plant,
+                  max_assets=n_assets)  # fmt: skip
+    fill_quality(dsn, filled, failures_every=97)  # what the quality flow writes, some failures
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
         row = conn.execute("SELECT count(*) FROM oee_minutes").fetchone()
@@ -83,7 +87,8 @@ def _run(
         at.switch_page(page)
         if period is not None:
             at.run()
-            key = "perf-period" if "line_performance" in page else "dt-period"
+            key = {"pages/line_performance.py": "perf-period",
+                   "pages/data_quality.py": "dq-period"}.get(page, "dt-period")  # fmt: skip
             at.segmented_control(key=key).set_value(period)
         if cold:
             st.cache_data.clear()

@@ -31,6 +31,7 @@ st.title("Data quality")
 # Page constants are commented, not documented with bare strings: Streamlit's magic would show
 # a bare string on the page.
 STALE_AFTER = timedelta(minutes=5)  # newest result older (at the wall clock): flow stopped?
+LEVELS = ["asset", "line"]  # the KPIs per asset (dq_kpis) or per line (line_dq_kpis)
 KPI_PERCENT = {  # the KPI shares, shown in per cent under these column names
     "coverage": "coverage %",
     "pv_bad_share": "PV bad %",
@@ -112,23 +113,29 @@ def _page() -> None:
     step_s = bucket_s(period)
     status = q.dq_suite_status(cfg.dsn, start, end, step_s)
     failures = q.dq_failures(cfg.dsn, start, end)
-    kpis = q.dq_kpis(cfg.dsn, start, end)
+    # one KPI query per run: per line is the same function over summed components again
+    per = st.segmented_control("KPIs per", LEVELS, default="asset", key="dq-per") or "asset"
+    kpis = (q.dq_kpis if per == "asset" else q.line_dq_kpis)(cfg.dsn, start, end)
     dead = q.dead_letter_reasons(cfg.dsn, start, end)
 
     st.subheader(period.label)
-    _tiles(status, kpis, dead, threshold)
+    _tiles(status, kpis, per, dead, threshold)
     st.markdown("#### Suites over time")
     _suites(status, step_s)
     st.markdown("#### Failing expectations")
     _failures(failures)
     st.markdown("#### Data-quality KPIs")
-    _kpis(kpis, q.line_dq_kpis(cfg.dsn, start, end), threshold)
+    _kpis(kpis, per, threshold)
     st.markdown("#### Dead letters by reason")
     _dead_letters(dead)
 
 
 def _tiles(
-    status: pd.DataFrame, kpis: pd.DataFrame, dead: pd.DataFrame, threshold: float | None
+    status: pd.DataFrame,
+    kpis: pd.DataFrame,
+    per: str,
+    dead: pd.DataFrame,
+    threshold: float | None,
 ) -> None:
     windows = int(pd.to_numeric(status.get("windows"), errors="coerce").sum()) if len(status) else 0
     failed = (
@@ -151,10 +158,10 @@ def _tiles(
         "with at least one failed expectation, of all validated windows.",
     )
     c.metric(
-        "Assets below coverage",
+        f"{per.capitalize()}s below coverage",
         f"{low} / {len(kpis)}",
         help=(
-            "Assets whose data coverage in the period is below the threshold "
+            f"{per.capitalize()}s whose data coverage in the period is below the threshold "
             f"({timeutil.percent(threshold)}): their OEE figures are marked not trustworthy."
         ),
     )
@@ -257,23 +264,22 @@ def _failures(failures: pd.DataFrame) -> None:
     ui.table(examples, "examples", cfg.zone)
 
 
-def _kpis(kpis: pd.DataFrame, lines: pd.DataFrame, threshold: float | None) -> None:
+def _kpis(kpis: pd.DataFrame, per: str, threshold: float | None) -> None:
+    """The KPIs of every asset or line: coverage as bars against the threshold, every KPI in a
+    table (the SQL function's values; shares in %)."""
     st.caption(
         "Coverage: share of the period for which the pipeline knew the asset's state "
         f"(below {timeutil.percent(threshold)} its OEE is not trustworthy). Unknown: seconds "
         "in state unknown. Staleness: end of the period − last event. Clock skew: ingest time − "
         "source time (negative: the source clock is ahead). Bad / uncertain: shares of process "
-        "values by OPC UA status. Dead-letter rate: rejected ÷ (valid + rejected) messages."
+        "values by OPC UA status. Dead-letter rate: rejected ÷ (valid + rejected) messages. "
+        "A line's KPIs come from the summed components of its assets."
     )
     if kpis.empty:
-        ui.empty("No assets with data-quality figures in this period.")
+        ui.empty(f"No {per} with data-quality figures in this period.")
         return
-    if not lines.empty:
-        st.markdown("##### Per line")
-        ui.table(_kpi_view(lines, threshold), "data quality per line", cfg.zone)
-    st.markdown("##### Per asset")
     view = _kpi_view(kpis, threshold)
-    chart = view.assign(short=view["asset"].str.rsplit("/", n=1).str[-1])
+    chart = view.assign(short=view[per].str.rsplit("/", n=1).str[-1])
     bars = (
         alt.Chart(chart)
         .mark_bar()
@@ -283,7 +289,7 @@ def _kpis(kpis: pd.DataFrame, lines: pd.DataFrame, threshold: float | None) -> N
             color=alt.condition(
                 alt.datum["trustworthy"], alt.value("#2e7d32"), alt.value("#c62828")
             ),
-            tooltip=["asset:N", "coverage %:Q", "trustworthy:N"],
+            tooltip=[f"{per}:N", "coverage %:Q", "trustworthy:N"],
         )
     )
     layers: list[alt.Chart] = [bars]
@@ -293,7 +299,7 @@ def _kpis(kpis: pd.DataFrame, lines: pd.DataFrame, threshold: float | None) -> N
             alt.Chart(rule).mark_rule(color="black", strokeDash=[4, 3]).encode(x="threshold %:Q")
         )
     st.altair_chart(alt.layer(*layers).properties(height=40 + 18 * len(chart)), width="stretch")
-    ui.table(view, "data quality per asset", cfg.zone)
+    ui.table(view, f"data quality per {per}", cfg.zone)
 
 
 def _kpi_view(kpis: pd.DataFrame, threshold: float | None) -> pd.DataFrame:

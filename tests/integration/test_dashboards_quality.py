@@ -50,10 +50,30 @@ def rows(dsn: str, query: str, params: dict[str, Any]) -> pd.DataFrame:
         return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or ()])
 
 
+UNKNOWN_ASSET = "acme/basel/packaging/line2/case_packer"
+
+
 @pytest.fixture
 def plant(dashboard_env: str) -> tuple[Filled, DqFilled]:
+    """The two-day plant with what the quality flow writes; one asset's state unknown for its
+    last three hours (coverage 21 of 24 hours, below the 0.9 threshold)."""
     filled = fill(dashboard_env, end=plant_end(default_plant(), datetime.now(UTC)), days=2)
+    assert UNKNOWN_ASSET in filled.assets
+    unknown_for(dashboard_env, UNKNOWN_ASSET, filled.end - timedelta(hours=3), filled)
     return filled, fill_quality(dashboard_env, filled)
+
+
+def unknown_for(dsn: str, asset: str, since: datetime, filled: Filled) -> None:
+    """The asset's state unknown from ``since``: its minutes' time in state unknown (what the
+    OEE flow writes when it has no state), rolled up again."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "UPDATE oee_minutes SET unknown_s = 60 - planned_downtime_s - not_scheduled_s, "
+            "production_s = 0, setup_s = 0, breakdown_s = 0, minor_stop_s = 0, external_s = 0, "
+            "idle_s = 0, processed = 0, defective = 0 WHERE asset = %s AND ts >= %s",
+            (asset, since),
+        )
+        conn.execute("SELECT refresh_oee_rollups(NULL, %s, %s)", (filled.start, filled.end))
 
 
 def the_pages_period(filled: Filled) -> dict[str, datetime]:
@@ -107,15 +127,14 @@ def test_the_kpis_equal_the_sql_functions(
     per_line = rows(dashboard_env, "SELECT * FROM line_dq_kpis(%(start)s, %(end)s)", period)
     threshold = float(rows(dashboard_env, "SELECT dq_coverage_threshold() AS t", {})["t"].iloc[0])
     assert len(per_asset) == len(filled.assets)
-    tables = [df.value for df in at.dataframe if "coverage %" in df.value.columns]
-    by_key = {
-        "asset": next(t for t in tables if "asset" in t.columns),
-        "line": next(t for t in tables if "asset" not in t.columns),
-    }
     for key, sql_rows in (("asset", per_asset), ("line", per_line)):
-        shown = by_key[key]
+        if key == "line":
+            at.segmented_control(key="dq-per").set_value("line").run()
+            assert not at.exception
+        shown = next(df.value for df in at.dataframe if "coverage %" in df.value.columns)
+        assert key in shown.columns
         merged = shown.merge(sql_rows, on=key, suffixes=("", "_sql"))
-        assert len(merged) == len(sql_rows), key
+        assert len(merged) == len(shown) == len(sql_rows), key
         for column, label in (
             ("coverage", "coverage %"),
             ("pv_bad_share", "PV bad %"),
@@ -126,17 +145,21 @@ def test_the_kpis_equal_the_sql_functions(
             assert merged[label].tolist() == pytest.approx(expected.tolist(), nan_ok=True), column
         for column in ("unknown_s", "staleness_s", "skew_s_p50", "skew_s_max", "events",
                        "rejected"):  # fmt: skip
-            if column in sql_rows.columns:
-                got = pd.to_numeric(merged[column], errors="coerce").tolist()
-                want = pd.to_numeric(merged[f"{column}_sql"], errors="coerce").tolist()
-                assert got == pytest.approx(want, nan_ok=True), (key, column)
+            got = pd.to_numeric(merged[column], errors="coerce").tolist()
+            want = pd.to_numeric(merged[f"{column}_sql"], errors="coerce").tolist()
+            assert got == pytest.approx(want, nan_ok=True), (key, column)
         trust = merged["coverage"].astype(float) >= threshold
         assert merged["trustworthy"].tolist() == trust.tolist(), key
+        # the asset whose state was unknown for its last three hours is below the threshold
+        # (21 of 24 hours); its line is not (4 assets: 93 of 96 hours)
+        below = list(sql_rows.loc[pd.to_numeric(sql_rows["coverage"]) < threshold, key])
+        assert below == ([UNKNOWN_ASSET] if key == "asset" else [])
+        label = f"{key.capitalize()}s below coverage"
+        assert metric(at, label) == f"{len(below)} / {len(sql_rows)}"
+        assert list(shown.loc[~shown["trustworthy"], key]) == below
     # the silent asset's staleness is the two hours it sent nothing (+ the page's minute)
     silent = per_asset[per_asset["asset"] == filled.silent_asset]
     assert float(silent["staleness_s"].iloc[0]) >= 2 * 3600
-    below = int((pd.to_numeric(per_asset["coverage"]) < threshold).sum())
-    assert metric(at, "Assets below coverage") == f"{below} / {len(per_asset)}"
 
 
 def test_suites_over_time_and_dead_letters_by_reason(
@@ -213,14 +236,8 @@ def low_coverage(dashboard_env: str) -> tuple[Filled, str]:
             "SELECT start_ts FROM shifts WHERE start_ts <= %s ORDER BY start_ts DESC LIMIT 1",
             (filled.end,),
         ).fetchone()
-        assert shift is not None
-        conn.execute(
-            "UPDATE oee_minutes SET unknown_s = 60 - planned_downtime_s - not_scheduled_s, "
-            "production_s = 0, setup_s = 0, breakdown_s = 0, minor_stop_s = 0, external_s = 0, "
-            "idle_s = 0, processed = 0, defective = 0 WHERE asset = %s AND ts >= %s",
-            (asset, shift[0]),
-        )
-        conn.execute("SELECT refresh_oee_rollups(NULL, %s, %s)", (filled.start, filled.end))
+    assert shift is not None
+    unknown_for(dashboard_env, asset, shift[0], filled)
     return filled, asset
 
 
