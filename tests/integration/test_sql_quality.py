@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -58,9 +58,8 @@ def minutes(
 def write(conn: Conn, rows: list[tuple[object, ...]]) -> None:
     """Write minute rows and refresh their roll-ups, as the OEE sink does."""
     write_minutes(conn, rows)
-    stamps = [r[0] for r in rows]
-    assert all(isinstance(t, datetime) for t in stamps)
-    refresh(conn, None, min(stamps), max(stamps) + M)  # type: ignore[type-var, operator]
+    stamps = [cast(datetime, r[0]) for r in rows]
+    refresh(conn, None, min(stamps), max(stamps) + M)
 
 
 def one(conn: Conn, query: str, params: Sequence[object] = ()) -> dict[str, Any]:
@@ -98,7 +97,7 @@ def test_every_oee_view_ends_with_coverage_and_trustworthy(db_dsn: str) -> None:
             names = [d.name for d in cur.description or ()]
             assert names[-2:] == ["coverage", "trustworthy"], view
             assert names.count("coverage") == 1, view
-            types = dict(
+            types: dict[str, str] = dict(
                 conn.execute(
                     "SELECT column_name, data_type FROM information_schema.columns "
                     "WHERE table_name = %s AND column_name IN ('coverage', 'trustworthy')",
@@ -655,7 +654,7 @@ def test_line_coverage_equals_a_recomputation_from_the_minute_rows_property(
             add_asset(conn, asset)
         shift_row(conn, "early", T0, T0 + 8 * H)
         write(conn, rows)
-        by_hour = dict(
+        by_hour: dict[datetime, float | None] = dict(
             conn.execute(
                 "SELECT ts, coverage FROM line_oee_by_hour WHERE convention = 'iso22400'"
             ).fetchall()
