@@ -378,7 +378,8 @@ class AssetTimeline:
     def _push(
         self, event: Event, cfg: TimelineConfig, out: list[Output], pending: _Pending
     ) -> None:
-        if not isinstance(event, StateChange | CounterSample | ProcessValue):
+        kind = type(event)  # exact types: a failed isinstance on a msgspec struct costs ~0.1 µs
+        if kind is not CounterSample and kind is not StateChange and kind is not ProcessValue:
             return  # other kinds do not concern OEE (and do not advance the clock)
         ts = to_us(event.ts)
         clock = self.clock
@@ -418,7 +419,8 @@ class AssetTimeline:
             self.clock = ts
             crossed = self.next_boundary is not None and ts >= self.next_boundary
         emitted_until = self.emitted_until
-        if type(event) is CounterSample:
+        if kind is CounterSample:
+            assert isinstance(event, CounterSample)  # for mypy; exact type: the fast path
             if event.counter in cfg.roles:
                 counter = self.counters.get(event.counter)
                 if counter is None:
@@ -433,7 +435,8 @@ class AssetTimeline:
                     self._hold(dirty, cfg, pending)
                     if counter.add(ts, event.value, event.resettable, event.rollover, False):
                         self._touch(dirty, event, pending)
-        elif isinstance(event, StateChange):
+        elif kind is StateChange:
+            assert isinstance(event, StateChange)
             key: _Key = (
                 event.state,
                 event.mode,
