@@ -18,6 +18,7 @@ Refused messages are produced with explicit Kafka timestamps (their ingest time)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -235,47 +236,62 @@ def snapshot(dsn: str) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def minutes_of(start: datetime, minutes: range) -> tuple[list[ev.Event], list[Any]]:
+    """Good minutes, every third with the faults of :func:`bad_events` (not its counters)."""
+    events: list[ev.Event] = []
+    rawmsgs: list[tuple[str, str, bytes, datetime]] = []
+    for m in minutes:
+        t = start + timedelta(minutes=m)
+        counters = [e for e in good_events(t, base=1000 * m) if isinstance(e, ev.CounterSample)]
+        if m % 3 == 1:
+            bad, more = bad_events(t)
+            events += [e for e in bad if not isinstance(e, ev.CounterSample)] + counters
+            rawmsgs += more
+        else:
+            events += good_events(t, base=1000 * m)
+    return events, rawmsgs
+
+
 def test_sigkill_and_restart_neither_loses_nor_repeats(
     local_stack: Stack, db_dsn: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    minutes = 20
-    start = minute_ago(minutes + 5)
-    events: list[ev.Event] = []
-    rawmsgs: list[tuple[str, str, bytes, datetime]] = []
-    for m in range(minutes):
-        t = start + timedelta(minutes=m)
-        if m % 7 == 3:
-            bad, more = bad_events(t)
-            events += [e for e in bad if not isinstance(e, ev.CounterSample)]
-            rawmsgs += more
-            events += [e for e in good_events(t, base=1000 * m) if isinstance(e, ev.CounterSample)]
-        else:
-            events += good_events(t, base=1000 * m)
-    produce(settings := flow_settings(local_stack, db_dsn, topic_prefix, tmp_path / "a"), events)
-    produce_raw(settings, rawmsgs)
-    expected = {
-        (f"events.{k}", start + timedelta(minutes=m)) for k in KINDS for m in range(minutes)
+    """The killed run first: half the minutes, a snapshot, the other half, SIGKILL while it
+    validates them, restart. Then the reference: the same topics read by an uninterrupted run."""
+    start, half, total = minute_ago(10), 3, 6
+    all_windows = {
+        (f"events.{k}", start + timedelta(minutes=m)) for k in KINDS for m in range(total)
     }
-
-    with FlowProcess("quality", settings) as flow:
-        wait_until(lambda: windows(db_dsn) >= expected, 300, "every window", [flow])
-    reference = snapshot(db_dsn)
-    assert len({r[1] for r in reference[0]}) == minutes
-    assert reference[2], "the bad minutes raised alerts"
-    truncate(db_dsn)
-
-    settings = flow_settings(local_stack, db_dsn, topic_prefix, tmp_path / "b")
+    first_half = {w for w in all_windows if w[1] < start + timedelta(minutes=half)}
+    settings = flow_settings(local_stack, db_dsn, topic_prefix, tmp_path / "killed")
+    events, rawmsgs = minutes_of(start, range(half))
+    produce(settings, events)
+    produce_raw(settings, rawmsgs)
     flow = FlowProcess("quality", settings).start()
     try:
-        wait_until(lambda: len(windows(db_dsn)) >= 20, 300, "some windows written", [flow])
+        wait_until(lambda: windows(db_dsn) >= first_half, 180, "the first half", [flow])
+        time.sleep(3 * settings.snapshot_interval_s)  # a snapshot after the first half
+        events, rawmsgs = minutes_of(start, range(half, total))
+        produce(settings, events)
+        produce_raw(settings, rawmsgs)
+        wait_until(lambda: len(windows(db_dsn)) > len(first_half), 180, "a window more", [flow])
         flow.kill()
-        assert len(windows(db_dsn)) < len(expected), "killed too late to test anything"
+        assert len(windows(db_dsn)) < len(all_windows), "killed too late to test anything"
         flow.start()
-        wait_until(lambda: windows(db_dsn) >= expected, 300, "every window", [flow])
+        wait_until(lambda: windows(db_dsn) >= all_windows, 180, "every window", [flow])
+        time.sleep(2.0)  # the metrics file is rewritten every second
+        resumed = flow.metrics().get("dq_validations", 0)
+        assert 0 < resumed < len(all_windows), "the restart resumed from the snapshot"
     finally:
         if flow.alive():
             flow.stop()
-    assert snapshot(db_dsn) == reference
+    killed = snapshot(db_dsn)
+    assert killed[2], "the bad minutes raised alerts"
+    truncate(db_dsn)
+
+    settings = flow_settings(local_stack, db_dsn, topic_prefix, tmp_path / "reference")
+    with FlowProcess("quality", settings) as flow:
+        wait_until(lambda: windows(db_dsn) >= all_windows, 180, "every window", [flow])
+    assert snapshot(db_dsn) == killed
 
 
 def test_table_suites_on_the_oee_flow_output(
@@ -306,12 +322,24 @@ def test_table_suites_on_the_oee_flow_output(
             120, "table.oee_minutes validated for the shift's hours", [flow],
         )  # fmt: skip
     rows = [r for r in results(db_dsn) if r[0] == "table.oee_minutes" and r[1] in hours]
-    assert [r for r in rows if not r[5]] == []
+    # the example counts at a steady rate through its stops, so an hour with a long stop has
+    # more ideal time than run time: the hourly performance check fails exactly there
+    over = query(
+        db_dsn,
+        "SELECT time_bucket('1 hour', ts) FROM oee_minutes WHERE asset = %s GROUP BY 1 "
+        "HAVING sum(production_s) >= 600 AND sum(ideal_s) / sum(production_s) > 1.05",
+        OEECOM,
+    )
+    assert over, "the example has such hours"
+    assert {(r[1], r[3], r[4]) for r in rows if not r[5]} == {
+        (h, "hourly_performance_at_most_1", a) for (h,) in over for a in ("", OEECOM)
+    }
+    alerts = query(db_dsn, "SELECT rule, asset, raised_ts FROM alerts WHERE rule LIKE 'dq.%%'")
+    assert ("dq.table.oee_minutes", OEECOM, min(h for (h,) in over)) in alerts
     names = sorted(c.name for c in table_suite("oee_minutes").checks)
     for h in hours:
-        mine = [r for r in rows if r[1] == h]
+        mine = [r for r in rows if r[1] == h and not r[4]]
         assert sorted(r[3] for r in mine) == names
         assert {(r[2], r[6]) for r in mine} == {(h + timedelta(hours=1), 60)}
-    # the hourly performance the suite judged: 19,271 x 1 s over the run time, below 1
-    perf = next(r for r in rows if r[3] == "hourly_performance_at_most_1")
+    perf = next(r for r in rows if r[3] == "hourly_performance_at_most_1" and not r[4])
     assert perf[11] == {"column": "hour_performance", "min_value": 0.0, "max_value": 1.05}
