@@ -400,7 +400,7 @@ SELECT s.shift_start, s.shift, s.asset, a.line, a.site, c.name AS convention, s.
         s.unknown_s, s.planned_downtime_s, s.not_scheduled_s, s.processed, s.defective,
         s.rework, s.ideal_s, s.good_ideal_s) k
  CROSS JOIN LATERAL (SELECT oee_coverage(
-        s.minutes, s.unknown_s, 1, (s.asset = ANY(w.newest_assets))::int, s.shift_start,
+        s.minutes, s.unknown_s, 1, (s.last_ts = w.newest_minute)::int, s.shift_start,
         coalesce(sh.end_ts, s.last_ts + interval '1 minute'), w.newest_minute) AS coverage) v;
 
 CREATE VIEW oee_by_day AS
@@ -462,7 +462,9 @@ SELECT g.ts, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*,
                sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
                sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
                sum(r.minutes)::bigint AS minutes, count(*) AS assets,
-               count(*) FILTER (WHERE r.asset = ANY(w.newest_assets)) AS assets_newest,
+               count(*) FILTER (  -- the array is searched only in the newest minute's hour
+                   WHERE CASE WHEN r.ts = time_bucket('1 hour', w.newest_minute)
+                              THEN r.asset = ANY(w.newest_assets) END) AS assets_newest,
                w.newest_minute, w.coverage_threshold
           FROM oee_hourly r JOIN assets a ON a.asset = r.asset
          CROSS JOIN oee_coverage_basis w WHERE a.line IS NOT NULL
@@ -489,7 +491,7 @@ SELECT g.shift_start, g.shift, g.line, g.site, c.name AS convention, g.assets, g
                sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
                sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
                sum(r.minutes)::bigint AS minutes, count(*) AS assets,
-               count(*) FILTER (WHERE r.asset = ANY(w.newest_assets)) AS assets_newest,
+               count(*) FILTER (WHERE r.last_ts = w.newest_minute) AS assets_newest,  -- wrote it
                w.newest_minute, w.coverage_threshold,
                max(r.last_ts) AS last_ts
           FROM oee_shifts r JOIN assets a ON a.asset = r.asset
@@ -519,7 +521,9 @@ SELECT g.day, g.timezone, g.line, g.site, c.name AS convention, g.assets, g.minu
                sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
                sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
                sum(r.minutes)::bigint AS minutes, count(*) AS assets,
-               count(*) FILTER (WHERE r.asset = ANY(w.newest_assets)) AS assets_newest,
+               count(*) FILTER (  -- the array is searched only in the newest minute's day
+                   WHERE CASE WHEN r.day = (w.newest_minute AT TIME ZONE r.timezone)::date
+                              THEN r.asset = ANY(w.newest_assets) END) AS assets_newest,
                w.newest_minute, w.coverage_threshold
           FROM oee_daily r JOIN assets a ON a.asset = r.asset
          CROSS JOIN oee_coverage_basis w WHERE a.line IS NOT NULL
@@ -548,7 +552,9 @@ SELECT g.ts, g.site, c.name AS convention, g.assets, g.minutes, k.*,
                sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
                sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
                sum(r.minutes)::bigint AS minutes, count(*) AS assets,
-               count(*) FILTER (WHERE r.asset = ANY(w.newest_assets)) AS assets_newest,
+               count(*) FILTER (  -- the array is searched only in the newest minute's hour
+                   WHERE CASE WHEN r.ts = time_bucket('1 hour', w.newest_minute)
+                              THEN r.asset = ANY(w.newest_assets) END) AS assets_newest,
                w.newest_minute, w.coverage_threshold
           FROM oee_hourly r JOIN assets a ON a.asset = r.asset
          CROSS JOIN oee_coverage_basis w
@@ -575,7 +581,7 @@ SELECT g.shift_start, g.shift, g.site, c.name AS convention, g.assets, g.minutes
                sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
                sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
                sum(r.minutes)::bigint AS minutes, count(*) AS assets,
-               count(*) FILTER (WHERE r.asset = ANY(w.newest_assets)) AS assets_newest,
+               count(*) FILTER (WHERE r.last_ts = w.newest_minute) AS assets_newest,  -- wrote it
                w.newest_minute, w.coverage_threshold,
                max(r.last_ts) AS last_ts
           FROM oee_shifts r JOIN assets a ON a.asset = r.asset
@@ -605,7 +611,9 @@ SELECT g.day, g.timezone, g.site, c.name AS convention, g.assets, g.minutes, k.*
                sum(r.defective)::bigint AS defective, sum(r.rework)::bigint AS rework,
                sum(r.ideal_s) AS ideal_s, sum(r.good_ideal_s) AS good_ideal_s,
                sum(r.minutes)::bigint AS minutes, count(*) AS assets,
-               count(*) FILTER (WHERE r.asset = ANY(w.newest_assets)) AS assets_newest,
+               count(*) FILTER (  -- the array is searched only in the newest minute's day
+                   WHERE CASE WHEN r.day = (w.newest_minute AT TIME ZONE r.timezone)::date
+                              THEN r.asset = ANY(w.newest_assets) END) AS assets_newest,
                w.newest_minute, w.coverage_threshold
           FROM oee_daily r JOIN assets a ON a.asset = r.asset
          CROSS JOIN oee_coverage_basis w
