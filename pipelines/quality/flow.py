@@ -313,6 +313,7 @@ class WindowStep:
     def close(self, state: KindState, start: datetime) -> list[Out]:
         """Validate and forget the window starting at ``start`` (and mark everything before
         its end closed)."""
+        METRICS.beat()  # a backlog closes many windows in one call: not a hung flow
         t = time.perf_counter()
         rows = state.windows.pop(start)
         end = start + WINDOW
@@ -404,6 +405,7 @@ class TableStep:
         out: list[Out] = []
         hour = first
         while hour <= top:
+            METRICS.beat()
             rows = conn.execute(query, (hour, hour + HOUR)).fetchall()
             if rows:
                 results = _timed_validate(suite, build(rows), (hour, hour + HOUR))
