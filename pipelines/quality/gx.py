@@ -56,7 +56,7 @@ __all__ = [
     "validator",
 ]
 
-expectations = gx.expectations
+expectations: Any = gx.expectations
 """``gx.expectations``: suites build their checks from it (so they need not import GX)."""
 
 MAX_EXAMPLES: Final = 5
@@ -251,10 +251,10 @@ class Validator:
         assets = frame["asset"].to_list() if "asset" in frame.columns else None
         per_asset = Counter(assets) if assets is not None else Counter()
         fields = [f for f in _EXAMPLE_FIELDS if f in frame.columns]
-        columns = {f: frame[f].to_list() for f in fields}
+        columns: dict[str, list[Any]] = {f: frame[f].to_list() for f in fields}
         out: list[tuple[int, list[DqResult]]] = []
         for res in outcome.results:
-            config = res.expectation_config
+            config: Any = res.expectation_config
             name = str((config.meta or {}).get("check", config.type))
             kwargs = {k: jsonable(v) for k, v in config.kwargs.items() if k != "batch_id"}
             result = dict(res.result or {})
@@ -271,7 +271,7 @@ class Validator:
             values = {c: frame[c] for c in value_cols}
 
             def example(i: int, value_cols: list[str] = value_cols, values: Any = values) -> Any:
-                ex = {f: jsonable(columns[f][i]) for f in fields}
+                ex: dict[str, Any] = {f: jsonable(columns[f][i]) for f in fields}
                 if len(value_cols) == 1:
                     ex["value"] = jsonable(values[value_cols[0]][i])
                 elif value_cols:

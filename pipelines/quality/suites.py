@@ -334,7 +334,7 @@ def oee_frame(rows: Sequence[Sequence[Any]]) -> pl.DataFrame:
 def downtime_frame(rows: Sequence[Sequence[Any]]) -> pl.DataFrame:
     """The frame of ``downtime_events`` rows (:data:`DOWNTIME_TABLE_COLUMNS`); ``ts`` is the
     start (the examples' time)."""
-    schema = {
+    schema: dict[str, Any] = {
         "asset": pl.Utf8,
         "start_ts": _UTC,
         "end_ts": _UTC,
