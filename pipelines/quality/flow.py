@@ -544,6 +544,7 @@ def build_flow(settings: Settings, tick: timedelta = TICK) -> Dataflow:
     grace = timedelta(seconds=settings.dq_grace_s)
     validator()  # GX imported and its context made before the flow runs (seconds)
     write_settings(dsn, settings)
+    METRICS.beat()
     logger.info(
         "quality: %d kinds, grace %.0f s, tables every %.0f s, %d instrument ranges",
         len(KINDS), settings.dq_grace_s, settings.dq_table_interval_s, len(limits.signals),
