@@ -76,12 +76,13 @@ DEFAULT_UNIT_RANGES: Final[dict[str, tuple[float | None, float | None]]] = {
     "K": (0.0, None),
     "%": (0.0, 100.0),
     "%RH": (0.0, 100.0),
-    "{rpm}": (0.0, None),
     "mg": (0.0, None),
     "g": (0.0, None),
     "kg": (0.0, None),
 }
-"""Physical limits by unit (UCUM codes), used where no instrument range is known."""
+"""Physical limits by unit (UCUM codes), used where no instrument range is known, and cutting
+the ranges derived from the plant model. Not for speeds (``{rpm}``): a rotation can be reported
+signed (its direction), and the simulator's idle noise around 0 rpm goes below 0."""
 
 RANGE_NOISE_SIGMAS: Final = 10.0
 RANGE_MARGIN: Final = 0.5
