@@ -61,9 +61,15 @@ def flow_settings(
     return Settings.model_validate(values)
 
 
-def produce(settings: Settings, messages: Iterable[ev.Event | ev.DeadLetter | Raw]) -> int:
+def produce(
+    settings: Settings,
+    messages: Iterable[ev.Event | ev.DeadLetter | Raw],
+    record_time: bool = False,
+) -> int:
     """Publish events (to their topic, keyed by asset) or raw messages (``(kind, value)`` or
     ``(kind, key, value)``) under ``settings.topic_prefix``; wait until all are acknowledged.
+    ``record_time``: an event's Kafka record timestamp is its ingest time, as the records a
+    connector published live carry it (else: the time of this call, as for a burst).
     Returns how many were sent."""
     producer = Producer(kafka.producer_config(settings.kafka, **{"linger.ms": 20}))
     prefix = settings.topic_prefix
@@ -79,9 +85,12 @@ def produce(settings: Settings, messages: Iterable[ev.Event | ev.DeadLetter | Ra
                 ev.key(message),
                 ev.encode(message),
             )
+        stamp = {}
+        if record_time and isinstance(message, ev.Event):
+            stamp = {"timestamp": int(message.ingest_ts.timestamp() * 1000)}
         while True:
             try:
-                producer.produce(topic, value, key=key)
+                producer.produce(topic, value, key=key, **stamp)
                 break
             except BufferError:  # the local queue is full: let it drain
                 producer.poll(0.05)

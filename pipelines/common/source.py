@@ -21,11 +21,26 @@ Its partition is our own, for speed and for safety:
 - Polls never block (``consume(n, 0)``); an empty poll sleeps the partition for
   :data:`IDLE_WAIT` via ``next_awake`` instead of Bytewax's 1 ms spin, so dozens of idle
   partitions cost next to no CPU and never delay the busy ones.
+- Optionally (``align_s``, the OEE and downtime flows) the partitions of a source are kept
+  within ``align_s`` of Kafka record time of each other (:class:`Aligner`, watermark alignment
+  as Flink's FLIP-182 does it, or Kafka Streams choosing the partition with the oldest record):
+  a partition whose next record is more than ``align_s`` newer than the oldest pending record of
+  the other partitions holds it back (buffered, not yet emitted: the resume offset stays before
+  it). Kafka orders each partition, not the topics between them; without alignment a backlog
+  (a flow started after the connectors, or restarted after a long stop) is read at each topic's
+  own pace, and the sparse states topic of hours of history arrives in one poll, long before
+  the counter samples of the same hours -- which then all come "late" and correct minutes that
+  were already written. With ``align_s`` at most half the lateness, a backlog is read in event
+  order as far as the lateness can tell, and rows are written once. A partition that has read
+  everything there is (:data:`IDLE_AFTER`) holds nobody back (the live case: sparse topics are
+  idle most of the time). Alignment is per process; the record time is the producer's (the
+  connectors': their ingest time).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -37,7 +52,14 @@ import msgspec
 from bytewax.connectors.kafka import _list_parts
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from asbuilt import events as ev
@@ -57,6 +79,16 @@ event after a quiet spell waits). An idle flow over 36 partitions measured ~4 % 
 of it librdkafka's fetch threads."""
 
 _KAFKA_ERROR_LOG_EVERY_S: Final = 10.0
+
+IDLE_AFTER: Final = 2.0
+"""An aligned partition is idle -- it no longer holds the others back -- when the broker said it
+has read everything (partition EOF, reported after each fetch that reaches the end), or, should
+that never come, after this many seconds without a message. At start every partition holds the
+others back until its first fetch answered (about half a second here)."""
+
+ALIGN_WAIT: Final = timedelta(milliseconds=1)
+"""How long an aligned partition that is held back, or is waiting for its next fetch, sleeps
+before it looks again."""
 
 _DECODE: Final = msgspec.json.Decoder(ev.Event).decode
 _DECODE_LETTER: Final = msgspec.json.Decoder(ev.DeadLetter).decode
@@ -115,6 +147,32 @@ def _received(timestamp: tuple[int, int]) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, UTC) if kind and ms >= 0 else None
 
 
+class Aligner:
+    """The record-time positions of the partitions of one source, for alignment (see the module
+    docstring): a partition may emit records up to :meth:`bound`."""
+
+    def __init__(self, align_s: float) -> None:
+        self.slack_ms = align_s * 1000.0
+        self._positions: dict[str, float] = {}  # partition -> record time (ms); idle: absent
+
+    def report(self, part: str, position_ms: float | None) -> None:
+        """Where ``part`` stands: the record time of its oldest pending record (or of its last
+        record while it may still get older ones); None when it is idle."""
+        if position_ms is None:
+            self._positions.pop(part, None)
+        else:
+            self._positions[part] = position_ms
+
+    def bound(self) -> float:
+        """The newest record time any partition may emit now."""
+        return min(self._positions.values(), default=math.inf) + self.slack_ms
+
+
+def _record_ms(msg: Message) -> float:
+    kind, ms = msg.timestamp()
+    return -math.inf if kind == TIMESTAMP_NOT_AVAILABLE else float(ms)
+
+
 class _KafkaPartition(StatefulSourcePartition[_Item, int]):
     """One Kafka partition: poll without blocking, decode the batch, emit ONE item per poll.
 
@@ -123,9 +181,20 @@ class _KafkaPartition(StatefulSourcePartition[_Item, int]):
     """
 
     def __init__(
-        self, config: dict[str, Any], topic: str, part_idx: int, resume_state: int | None
+        self,
+        config: dict[str, Any],
+        topic: str,
+        part_idx: int,
+        resume_state: int | None,
+        aligner: Aligner | None = None,
     ) -> None:
         self._offset = OFFSET_BEGINNING if resume_state is None else resume_state
+        self._aligner = aligner
+        self._key = f"{part_idx}-{topic}"
+        self._pending: list[Message] = []  # read, held back by alignment (not yet emitted)
+        self._position = -math.inf  # record time of the last record emitted (ms)
+        self._last_data = time.monotonic()
+        self._at_end = False  # the broker said it has nothing more (partition EOF)
         self._consumer = Consumer(config)
         # assign(), not subscribe(): no consumer group, Bytewax owns the partition.
         self._consumer.assign([TopicPartition(topic, part_idx, self._offset)])
@@ -137,14 +206,58 @@ class _KafkaPartition(StatefulSourcePartition[_Item, int]):
 
     def next_batch(self) -> list[_Item]:
         METRICS.beat()
+        if self._aligner is not None:
+            return self._next_aligned(self._aligner)
         msgs = self._consumer.consume(BATCH_SIZE, 0)
         if not msgs:
-            self._awake = datetime.now(UTC) + self._idle
-            self._idle = min(self._idle * 2, IDLE_WAIT[1])
+            self._sleep_idle()
             return []
         self._awake = None
         self._idle = IDLE_WAIT[0]
         return [self._decode(msgs)]
+
+    def _sleep_idle(self) -> None:
+        self._awake = datetime.now(UTC) + self._idle
+        self._idle = min(self._idle * 2, IDLE_WAIT[1])
+
+    def _next_aligned(self, aligner: Aligner) -> list[_Item]:
+        pending = self._pending
+        if len(pending) < BATCH_SIZE:
+            msgs = self._consumer.consume(BATCH_SIZE - len(pending), 0)
+            if msgs:
+                err = msgs[-1].error()
+                self._at_end = err is not None and err.code() == KafkaError._PARTITION_EOF
+                if self._at_end:
+                    msgs.pop()
+                if msgs:
+                    pending += msgs
+                    self._last_data = time.monotonic()
+        if not pending:
+            if self._at_end or time.monotonic() - self._last_data >= IDLE_AFTER:
+                aligner.report(self._key, None)  # idle: holds nobody back
+                self._sleep_idle()
+            else:  # data flowed lately: more is likely on its way, and others may wait for it
+                aligner.report(self._key, self._position)
+                self._awake = datetime.now(UTC) + ALIGN_WAIT
+            return []
+        aligner.report(self._key, _record_ms(pending[0]))
+        bound = aligner.bound()
+        if _record_ms(pending[-1]) <= bound:
+            n = len(pending)
+        else:
+            n = 0
+            while n < len(pending) and _record_ms(pending[n]) <= bound:
+                n += 1
+        self._idle = IDLE_WAIT[0]
+        if n == 0:
+            self._awake = datetime.now(UTC) + ALIGN_WAIT
+            return []
+        self._awake = None
+        take = pending[:n]
+        self._pending = pending[n:]
+        self._position = max(self._position, _record_ms(take[-1]))
+        aligner.report(self._key, _record_ms(self._pending[0]) if self._pending else self._position)
+        return [self._decode(take)]
 
     def _decode(self, msgs: list[Message]) -> _Item:
         raise NotImplementedError
@@ -177,6 +290,8 @@ class _KafkaPartition(StatefulSourcePartition[_Item, int]):
     def _kafka_error(self, msg: Message) -> bool:
         """Log (rate-limited) and count a consumer error; True if it consumed an offset."""
         err = msg.error()
+        if err.code() == KafkaError._PARTITION_EOF:
+            return False  # not an error: the end of the partition (aligned sources ask for it)
         METRICS.kafka_errors += 1
         METRICS.last_kafka_error = f"{self._topic}[{self._part_idx}]: {err}"
         now = time.monotonic()
@@ -273,11 +388,13 @@ class EventSource(FixedPartitionedSource[_Item, int]):
         self,
         config: dict[str, Any],
         topics: Sequence[str],
-        partition: Callable[[dict[str, Any], str, int, int | None], _KafkaPartition[_Item]],
+        partition: Callable[..., _KafkaPartition[_Item]],
+        align_s: float | None = None,
     ) -> None:
         self._config = config
         self._topics = tuple(topics)
         self._partition = partition
+        self._aligner = None if align_s is None else Aligner(align_s)
 
     def list_parts(self) -> list[str]:
         return list(_list_parts(AdminClient(self._config), self._topics))
@@ -296,18 +413,24 @@ class EventSource(FixedPartitionedSource[_Item, int]):
             "group.id": "asbuilt-unused",  # assign() only: offsets live in the recovery store
             "enable.auto.commit": False,
         } | self._config
-        return self._partition(config, topic, int(idx), resume_state)
+        if self._aligner is None:
+            return self._partition(config, topic, int(idx), resume_state)
+        config["enable.partition.eof"] = True  # tells an aligned partition it is idle
+        return self._partition(config, topic, int(idx), resume_state, self._aligner)
 
 
-def source(settings: Settings, kinds: Sequence[topics.TopicKind]) -> EventSource[Decoded]:
+def source(
+    settings: Settings, kinds: Sequence[topics.TopicKind], align_s: float | None = None
+) -> EventSource[Decoded]:
     """The Bytewax source of the event topics of ``kinds`` (with ``settings.topic_prefix``):
-    one :class:`Decoded` item per poll of a partition."""
+    one :class:`Decoded` item per poll of a partition; ``align_s``: keep the partitions within
+    that many seconds of record time of each other (see the module docstring)."""
     unknown = [k for k in kinds if k not in EVENT_KINDS]
     if unknown:
         msg = f"these are not event topics ({', '.join(EVENT_KINDS)}): {unknown}"
         raise ValueError(msg)
     names = [topics.topic_name(kind, settings.topic_prefix) for kind in kinds]
-    return EventSource(consumer_config(settings), names, _EventPartition)
+    return EventSource(consumer_config(settings), names, _EventPartition, align_s)
 
 
 def dead_letter_source(settings: Settings) -> EventSource[Published]:

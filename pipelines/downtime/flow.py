@@ -66,6 +66,7 @@ from pipelines.common.metrics import METRICS
 from pipelines.common.runner import database_dsn
 from pipelines.common.sink import FIRST_BACKOFF_S, MAX_BACKOFF_S, DatabaseWriter, UpsertSink
 from pipelines.common.source import source
+from pipelines.common.state import Kept
 from pipelines.downtime.alerts import Alert, AlertEngine, BatchSummary, load_rules
 from pipelines.downtime.downtime import Downtime, DowntimeTracker, Replacement
 from pipelines.oee.flow import group, plant_of, timeline_config
@@ -96,7 +97,8 @@ AlertInput: TypeAlias = "BatchSummary | Replacement | list[MinuteRow] | Tick"
 
 @dataclass
 class AssetState:
-    """Bytewax state of one asset: its timeline, its downtimes, the last summary sent."""
+    """Bytewax state of one asset: its timeline, its downtimes, the last summary sent (held in
+    a :class:`~pipelines.common.state.Kept`: snapshotted as one pickle)."""
 
     timeline: AssetTimeline
     tracker: DowntimeTracker
@@ -111,9 +113,12 @@ def asset_step(cfg: TimelineConfig, minor_stop_s: float) -> Any:
     downtime replacements and alert inputs out (events taken one by one inside, so the result
     does not depend on how polls cut the stream)."""
 
-    def step(state: AssetState | None, events: list[Event]) -> tuple[AssetState, list[Any]]:
-        if state is None:
-            state = AssetState(AssetTimeline(events[0].asset), DowntimeTracker(minor_stop_s))
+    def step(
+        kept: Kept[AssetState] | None, events: list[Event]
+    ) -> tuple[Kept[AssetState], list[Any]]:
+        if kept is None:
+            kept = Kept(AssetState(AssetTimeline(events[0].asset), DowntimeTracker(minor_stop_s)))
+        state = kept.value
         out: list[Any] = []
         minutes: list[MinuteRow] = []
         timeline, tracker = state.timeline, state.tracker
@@ -163,7 +168,7 @@ def asset_step(cfg: TimelineConfig, minor_stop_s: float) -> Any:
             state.previous_ingest = ingest
         if minutes:
             out.append(minutes)
-        return state, out
+        return kept, out
 
     return step
 
@@ -332,7 +337,7 @@ def build_flow(settings: Settings, tick: timedelta = TICK) -> Dataflow:
 
     flow = Dataflow(NAME)
     # bad messages are the historian's (it dead-letters them once); too-late events the OEE flow's
-    decoded = op.input("read", flow, source(settings, KINDS))
+    decoded = op.input("read", flow, source(settings, KINDS, align_s=settings.oee_lateness_s / 2))
     batches = op.flat_map("group", decoded, group)
     outs = op.stateful_flat_map("asset", batches, asset_step(cfg, settings.minor_stop_s))
     items = op.map("unkey", outs, lambda kv: kv[1])

@@ -2,10 +2,13 @@
 
 Run it with ``python -m pipelines.oee``. Wiring (step ids in brackets)::
 
-    states, counters, process_values topics [read]       (Decoded: one item per Kafka poll)
+    states, counters, process_values topics [read]       (Decoded: one item per Kafka poll;
+         partitions aligned within half the lateness of record time, so a backlog is read in
+         step across the topics: pipelines.common.source)
       -> per poll, the events grouped by asset [group]    (asset, [events]) -- batches, not items
       -> per asset [timeline]: pipelines.accounting.timeline.AssetTimeline (Bytewax state,
-         snapshotted) -> MinuteRow (new, or corrected with revision + 1) and TooLate
+         snapshotted as one pickle: pipelines.common.state.Kept) -> MinuteRow (new, or
+         corrected with revision + 1) and TooLate
       -> ("oee_minutes", row) / ("dead_letters", row) [rows]
       -> one transaction per batch [write]: COPY-upsert oee_minutes (every non-key column is
          updated: a correction overwrites), dead letters for events too late to correct, then
@@ -49,6 +52,7 @@ from pipelines.accounting.timeline import AssetTimeline, TimelineConfig, TooLate
 from pipelines.common.runner import database_dsn
 from pipelines.common.sink import DEAD_LETTERS, DatabaseWriter, MultiUpsertSink, Row, Table
 from pipelines.common.source import Decoded, source
+from pipelines.common.state import Kept
 
 logger = logging.getLogger(__name__)
 
@@ -183,12 +187,12 @@ def timeline_step(cfg: TimelineConfig) -> Any:
     """The per-asset mapper of ``stateful_flat_map``: a batch of events in, table rows out."""
 
     def step(
-        state: AssetTimeline | None, events: list[Event]
-    ) -> tuple[AssetTimeline, list[tuple[str, Row]]]:
+        state: Kept[AssetTimeline] | None, events: list[Event]
+    ) -> tuple[Kept[AssetTimeline], list[tuple[str, Row]]]:
         if state is None:
-            state = AssetTimeline(events[0].asset)
+            state = Kept(AssetTimeline(events[0].asset))
         out: list[tuple[str, Row]] = []
-        for o in state.push_many(events, cfg):
+        for o in state.value.push_many(events, cfg):
             if isinstance(o, MinuteRow):
                 out.append((OEE_MINUTES.name, minute_row(o)))
             elif isinstance(o, TooLate):
@@ -264,7 +268,7 @@ def build_flow(settings: Settings) -> Dataflow:
     )
     write_assets(dsn, plant)
     flow = Dataflow(NAME)
-    decoded = op.input("read", flow, source(settings, KINDS))
+    decoded = op.input("read", flow, source(settings, KINDS, align_s=settings.oee_lateness_s / 2))
     batches = op.flat_map("group", decoded, group)
     keyed_rows = op.stateful_flat_map("timeline", batches, timeline_step(cfg))
     rows = op.map("rows", keyed_rows, lambda kv: kv[1])
