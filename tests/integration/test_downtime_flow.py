@@ -312,3 +312,69 @@ def test_a_crash_and_restart_leave_the_same_downtime_rows_and_alerts(
         (utc("13:00"), utc("13:10"), "cleared"),
         (utc("13:45"), utc("13:52"), "cleared"),
     ]
+
+
+FREQUENT_OEE_STALE_RULES = """
+rules:
+  - {name: frequent, kind: frequent_stops, severity: warning, count: 3, minutes: 30,
+     categories: [breakdown, minor_stop]}
+  - {name: oee_low, kind: oee_below, severity: info, threshold: 0.5, minutes: 30}
+  - {name: lagging, kind: stale, severity: warning, seconds: 60}
+"""
+
+
+def test_frequent_stops_low_oee_and_stale_data_raise_their_alerts_through_the_flow(
+    local_stack: Stack, db_dsn: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """An hour of the blister machine, every event ingested 5 min after its source time (the
+    source clock or a buffer lags): four short breakdowns 13:05-13:20, one blister every 10 s
+    (far below its ideal rate). The running flow raises ``frequent`` (4 stops > 3 in 30 min),
+    ``oee_low`` (OEE over 30 min < 0.5, evidence = good ideal time ÷ PBT) and ``lagging``
+    (source time 300 s behind ingest > 60 s)."""
+    from asbuilt.events import new_counter_sample, new_state_change
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(FREQUENT_OEE_STALE_RULES)
+    settings = flow_settings(local_stack, db_dsn, topic_prefix, tmp_path, alert_rules=rules)
+    lag = timedelta(minutes=5)
+    stops = [utc(f"13:{m:02d}") for m in (5, 10, 15, 20)]
+    events: list[Any] = [
+        new_state_change(asset=A, ts=utc("13:00"), state="Execute", mode="Produce",
+                         ingest_ts=utc("13:00") + lag),
+    ]  # fmt: skip
+    for start in stops:
+        end = start + timedelta(minutes=1)
+        events += [
+            new_state_change(asset=A, ts=start, state="Held", mode="Produce",
+                             stop_reason="100.10", ingest_ts=start + lag),
+            new_state_change(asset=A, ts=end, state="Execute", mode="Produce",
+                             ingest_ts=end + lag),
+        ]  # fmt: skip
+    for n, s in enumerate(range(0, 3600, 10)):
+        ts = utc("13:00") + timedelta(seconds=s)
+        events.append(
+            new_counter_sample(asset=A, ts=ts, counter="processed", value=1000 + n,
+                               resettable=False, ingest_ts=ts + lag)
+        )  # fmt: skip
+    produce(settings, sorted(events, key=lambda e: e.ts))
+
+    def by_rule() -> dict[str, tuple[Any, ...]]:
+        return {r[0]: r for r in alert_rows(db_dsn)}
+
+    with FlowProcess("downtime", settings) as flow:
+        wait_until(lambda: {"frequent", "oee_low", "lagging"} <= set(by_rule()), 120,
+                   "the three alerts", [flow])  # fmt: skip
+    alerts = by_rule()
+    frequent = alerts["frequent"][-1]
+    assert alerts["frequent"][2] == utc("13:20")  # raised by the fourth stop
+    assert frequent["stops"] == 4
+    assert frequent["stop_starts"] == [s.isoformat() for s in stops]
+    assert frequent["limit"] == 3
+    oee = alerts["oee_low"][-1]
+    assert oee["oee"] < 0.5
+    assert oee["oee"] == pytest.approx(oee["good_ideal_s"] / oee["pbt_s"], rel=1e-4)
+    lagging = alerts["lagging"][-1]
+    assert lagging["max_lag_s"] == pytest.approx(300, abs=1)
+    assert lagging["limit_s"] == 60
+    assert {r[4] for r in alerts.values()} <= {"active", "cleared"}
+    assert all(r[1] == A for r in alerts.values())
