@@ -440,4 +440,4 @@ def trend_chart(
         ),
         fill=alt.condition(alt.datum.data == "ok", alt.Color("figure:N"), alt.value("white")),
     )
-    return alt.layer(base.mark_line(), points).properties(height=height)
+    return alt.LayerChart(layer=[base.mark_line(), points], height=height)
