@@ -35,8 +35,9 @@ Table suites: ``table.oee_minutes`` -- ``seconds_sum_to_60`` (closure), ``availa
 ``quality_in_0_1``, ``performance_non_negative``, ``hourly_performance_at_most_1`` (per asset
 and hour: Σ ideal_s / Σ production_s; a single minute may exceed 1 -- its counts can land a
 minute after the seconds that made them, and the OEE views flag it ``performance_over_1`` --
-but an hour with at least :data:`HOUR_PERFORMANCE_MIN_S` of production may not exceed 1 by
-more than :data:`PERFORMANCE_TOLERANCE`: that means a wrong ideal cycle time),
+but an hour with at least :data:`HOUR_PERFORMANCE_MIN_S` of production, and enough for
+:data:`HOUR_PERFORMANCE_MIN_CYCLES` ideal cycles, may not exceed 1 by more than
+:data:`PERFORMANCE_TOLERANCE`: that means a wrong ideal cycle time),
 ``processed_at_least_defective``, ``ideal_cycle_s_positive``; ``table.downtime_events`` --
 ``end_not_before_start``, ``category_in_set``, ``loss_in_set``.
 """
@@ -58,6 +59,7 @@ from pipelines.quality.gx import Check, Suite, expectations
 
 __all__ = [
     "DEFAULT_UNIT_RANGES",
+    "HOUR_PERFORMANCE_MIN_CYCLES",
     "HOUR_PERFORMANCE_MIN_S",
     "OEE_TABLE_COLUMNS",
     "PERFORMANCE_TOLERANCE",
@@ -89,6 +91,11 @@ RANGE_MARGIN: Final = 0.5
 
 PERFORMANCE_TOLERANCE: Final = 0.05
 HOUR_PERFORMANCE_MIN_S: Final = 600.0
+HOUR_PERFORMANCE_MIN_CYCLES: Final = 20.0
+"""An hour's performance is judged only with production time for this many ideal cycles: a
+count is recorded when its unit (or batch) completes, so one unit more or less in the hour moves
+the figure by ideal_cycle_s / production_s -- at most 5 % here. A batch machine (a 30-minute
+cycle) is therefore never judged per hour."""
 
 TABLES: Final = ("oee_minutes", "downtime_events")
 
@@ -298,7 +305,8 @@ def oee_frame(rows: Sequence[Sequence[Any]]) -> pl.DataFrame:
     """The frame of ``oee_minutes`` rows (:data:`OEE_TABLE_COLUMNS`) with the per-row ratios
     (availability = production / (60 - planned downtime - not scheduled), performance = ideal /
     production, quality = good / processed; null where the base is 0) and the asset's hourly
-    performance (null below :data:`HOUR_PERFORMANCE_MIN_S` of production)."""
+    performance (null below :data:`HOUR_PERFORMANCE_MIN_S` of production or
+    :data:`HOUR_PERFORMANCE_MIN_CYCLES` ideal cycles)."""
     schema: dict[str, Any] = {"ts": _UTC, "asset": pl.Utf8}
     schema |= {c: pl.Float64 for c in _SECONDS}
     schema |= {"processed": pl.Int64, "defective": pl.Int64, "rework": pl.Int64}
@@ -319,16 +327,18 @@ def oee_frame(rows: Sequence[Sequence[Any]]) -> pl.DataFrame:
     hour = f.group_by("asset").agg(
         _hp=pl.col("_ideal").sum() / pl.col("production_s").sum(),
         _hs=pl.col("production_s").sum(),
+        _cycle=pl.col("ideal_cycle_s").max(),
         _known=pl.col("_ideal").is_not_null().all(),
+    )
+    judged = (
+        (pl.col("_hs") >= HOUR_PERFORMANCE_MIN_S)
+        & (pl.col("_hs") >= HOUR_PERFORMANCE_MIN_CYCLES * pl.col("_cycle"))
+        & pl.col("_known")
     )
     return (
         f.join(hour, on="asset", how="left")
-        .with_columns(
-            hour_performance=pl.when(
-                (pl.col("_hs") >= HOUR_PERFORMANCE_MIN_S) & pl.col("_known")
-            ).then(pl.col("_hp"))
-        )
-        .drop("_ideal", "_hp", "_hs", "_known")
+        .with_columns(hour_performance=pl.when(judged).then(pl.col("_hp")))
+        .drop("_ideal", "_hp", "_hs", "_cycle", "_known")
     )
 
 

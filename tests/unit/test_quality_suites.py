@@ -472,6 +472,10 @@ def test_oee_minutes_hour_with_performance_over_1() -> None:
     rows = [oee_row(m, processed=70) for m in range(15)]  # 70 units at 1 s in 50 s, all hour
     assert oee_failing(rows) == {"hourly_performance_at_most_1"}
     assert oee_failing(rows[:5]) == set()  # too little production to judge
+    # a batch machine: one 1800 s batch counted in an hour with 20 min of production
+    batch = [oee_row(m, processed=1 if m == 30 else 0, defective=0, ideal_cycle_s=1800.0,
+                     production_s=20.0, idle_s=40.0) for m in range(60)]  # fmt: skip
+    assert oee_failing(batch) == set()
 
 
 def test_downtime_events() -> None:
