@@ -80,6 +80,7 @@ from pipelines.quality.alerts import SuiteAlerts
 from pipelines.quality.frames import (
     ASSET_KIND_COLUMNS,
     KINDS,
+    MAX_SKEW_AHEAD_S,
     Carry,
     Limits,
     asset_minute_rows,
@@ -277,7 +278,7 @@ class WindowStep:
             kind = item.kind if isinstance(item, Polled) else None
             if kind is None:
                 return None, []  # type: ignore[return-value]  # no state before the first row
-            state = KindState(kind, alerts=SuiteAlerts(event_suite(kind).name))
+            state = KindState(kind, alerts=SuiteAlerts(event_suite(kind, self.limits).name))
         out: list[Out] = []
         if isinstance(item, Tick):
             count = item.counts.get(state.kind, 0)
@@ -319,7 +320,7 @@ class WindowStep:
         end = start + WINDOW
         state.closed_until = end if state.closed_until is None else max(state.closed_until, end)
         frame, state.carry = window_frame(state.kind, rows, state.carry, self.limits)
-        suite = event_suite(state.kind)
+        suite = event_suite(state.kind, self.limits)
         results = _timed_validate(suite, frame, (start, end))
         out: list[Out] = [WindowResults(suite.name, start, results)]
         minute_rows = asset_minute_rows(state.kind, frame, start)
@@ -540,14 +541,19 @@ def _is(kind: type) -> Callable[[Any], bool]:
 def build_flow(settings: Settings, tick: timedelta = TICK) -> Dataflow:
     """The quality dataflow for ``settings`` (see the module docstring)."""
     dsn = database_dsn(settings)
-    limits = limits_of(plant_of(settings))
+    # as the stack tells the connector: accelerated simulated time runs ahead of the wall clock
+    simulated = settings.opcua_endpoint is None and settings.sim_speed > 1
+    limits = limits_of(plant_of(settings), max_ahead_s=None if simulated else MAX_SKEW_AHEAD_S)
     grace = timedelta(seconds=settings.dq_grace_s)
     validator()  # GX imported and its context made before the flow runs (seconds)
     write_settings(dsn, settings)
     METRICS.beat()
     logger.info(
-        "quality: %d kinds, grace %.0f s, tables every %.0f s, %d instrument ranges",
+        "quality: %d kinds, grace %.0f s, tables every %.0f s, %d instrument ranges, source "
+        "time at most %s ahead of ingest",
         len(KINDS), settings.dq_grace_s, settings.dq_table_interval_s, len(limits.signals),
+        "any time (accelerated simulator)" if limits.max_ahead_s is None
+        else f"{limits.max_ahead_s:.0f} s",
     )  # fmt: skip
 
     flow = Dataflow(NAME)

@@ -238,14 +238,28 @@ def rejected_row(
 
 @dataclass(frozen=True)
 class Limits:
-    """Ranges process values must stay in: per ``(asset, signal)`` (instrument ranges, from
-    the plant model or configuration) and, where none is known, per unit (physical limits).
-    A bound of None is open."""
+    """What values must stay in.
+
+    ``signals``: ranges of process values per ``(asset, signal)`` (instrument ranges, from the
+    plant model or configuration); ``units``: where none is known, per unit (physical limits).
+    A bound of None is open. ``max_behind_s`` / ``max_ahead_s``: how far a source time may lie
+    before / after its ingest time (the connector's policy; ``max_ahead_s`` None: any time
+    ahead, for a simulated plant running faster than the wall clock).
+    """
 
     signals: Mapping[tuple[str, str], tuple[float | None, float | None]] = field(
         default_factory=dict
     )
     units: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    max_behind_s: float = MAX_SKEW_BEHIND_S
+    max_ahead_s: float | None = MAX_SKEW_AHEAD_S
+
+    def skew_ok(self) -> pl.Expr:
+        """True where ``skew_s`` (ingest - source time, s) is within the policy."""
+        ok = pl.col("skew_s") <= self.max_behind_s
+        if self.max_ahead_s is not None:
+            ok = ok & (pl.col("skew_s") >= -self.max_ahead_s)
+        return ok
 
 
 # --- the window frame --------------------------------------------------------------------------
@@ -282,7 +296,7 @@ def window_frame(
         & pl.col("event_id").is_first_distinct()
         & pl.col("asset").is_not_null()
         & pl.col("ts").is_not_null()
-        & pl.col("skew_s").is_between(-MAX_SKEW_AHEAD_S, MAX_SKEW_BEHIND_S)
+        & (limits or Limits()).skew_ok()
     )
     new = Carry(dict(carry.last_ts), dict(carry.last_value))
 

@@ -196,24 +196,27 @@ class _Compiled:
         if len(set(names)) != len(names):
             msg = f"suite {suite.name!r} has two checks of the same name: {names}"
             raise ValueError(msg)
-        gx_suite = gx.ExpectationSuite(name=suite.name)
+        # two suites of one name (different limits) may meet in a process: GX names are unique
+        gx_name = f"{suite.name}#{len(validator._compiled)}"
+        gx_suite = gx.ExpectationSuite(name=gx_name)
         for check in suite.checks:
             expectation = check.expectation.copy(deep=True)
             expectation.meta = {**(expectation.meta or {}), "check": check.name}
             gx_suite.add_expectation(expectation)
         gx_suite = validator.context.suites.add(gx_suite)
         self.definition = validator.context.validation_definitions.add(
-            gx.ValidationDefinition(name=suite.name, data=validator.batch, suite=gx_suite)
+            gx.ValidationDefinition(name=gx_name, data=validator.batch, suite=gx_suite)
         )
         self.order = {name: i for i, name in enumerate(names)}
+        self.suite = suite  # keeps the id the cache uses alive
 
 
 class Validator:
     """One ephemeral GX context, reused for every validation of the process.
 
-    Suites are registered on first use (by name: a suite's checks must not change under the
-    same name within a process). Not thread-safe beyond a lock around each validation; the flow
-    validates on its single worker thread.
+    Suites are registered on first use and kept (by identity: build them once, as
+    :mod:`pipelines.quality.suites` does). Not thread-safe beyond a lock around each
+    validation; the flow validates on its single worker thread.
     """
 
     def __init__(self) -> None:
@@ -222,13 +225,13 @@ class Validator:
         source = self.context.data_sources.add_pandas("asbuilt")
         asset = source.add_dataframe_asset("window")
         self.batch = asset.add_batch_definition_whole_dataframe("whole")
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[int, _Compiled] = {}
         self._lock = threading.Lock()
 
     def _compile(self, suite: Suite) -> _Compiled:
-        compiled = self._compiled.get(suite.name)
+        compiled = self._compiled.get(id(suite))
         if compiled is None:
-            compiled = self._compiled[suite.name] = _Compiled(self, suite)
+            compiled = self._compiled[id(suite)] = _Compiled(self, suite)
         return compiled
 
     def validate(

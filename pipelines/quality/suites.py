@@ -54,7 +54,7 @@ from asbuilt import events as ev
 from asbuilt.plant import PlantModel
 from pipelines.accounting.model import CATEGORIES
 from pipelines.downtime.downtime import LOSSES
-from pipelines.quality.frames import KINDS, MAX_SKEW_AHEAD_S, MAX_SKEW_BEHIND_S, Limits
+from pipelines.quality.frames import KINDS, MAX_SKEW_AHEAD_S, Limits
 from pipelines.quality.gx import Check, Suite, expectations
 
 __all__ = [
@@ -109,7 +109,7 @@ _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-def limits_of(plant: PlantModel | None) -> Limits:
+def limits_of(plant: PlantModel | None, max_ahead_s: float | None = MAX_SKEW_AHEAD_S) -> Limits:
     """The process-value limits of a plant model.
 
     The plant model has no instrument ranges; its signals have a nominal value, a noise and an
@@ -117,7 +117,8 @@ def limits_of(plant: PlantModel | None) -> Limits:
     the larger of :data:`RANGE_NOISE_SIGMAS` noise sigmas and :data:`RANGE_MARGIN` of the
     larger magnitude, and cut to the unit's physical limits (:data:`DEFAULT_UNIT_RANGES`). A
     simulated value (Gaussian noise) never leaves it; a transmitter stuck at full scale or a
-    value in the wrong unit does.
+    value in the wrong unit does. ``max_ahead_s``: how far a source time may run ahead of its
+    ingest time (None: no limit).
     """
     signals: dict[tuple[str, str], tuple[float | None, float | None]] = {}
     if plant is not None:
@@ -135,7 +136,7 @@ def limits_of(plant: PlantModel | None) -> Limits:
                 if phys_high is not None:
                     high = min(high, phys_high)
                 signals[(path, s.name)] = (low, high)
-    return Limits(signals=signals, units=dict(DEFAULT_UNIT_RANGES))
+    return Limits(signals=signals, units=dict(DEFAULT_UNIT_RANGES), max_ahead_s=max_ahead_s)
 
 
 def _not_null(*columns: str) -> list[Check]:
@@ -173,15 +174,15 @@ def _lengths(name: str, column: str, low: int, high: int) -> Check:
 
 
 def event_suite(kind: str, limits: Limits | None = None) -> Suite:
-    """The suite ``events.<kind>`` (see the module docstring). ``limits`` is accepted for the
-    contract's signature; the ranges are per-row columns of the frame
-    (:func:`pipelines.quality.frames.window_frame`), so the suite itself does not depend on
-    them."""
-    return _event_suite(kind)
+    """The suite ``events.<kind>`` (see the module docstring). Of ``limits`` the suite uses the
+    ingest-time policy; the instrument ranges are per-row columns of the frame
+    (:func:`pipelines.quality.frames.window_frame`)."""
+    lim = limits or Limits()
+    return _event_suite(kind, lim.max_behind_s, lim.max_ahead_s)
 
 
 @cache
-def _event_suite(kind: str) -> Suite:
+def _event_suite(kind: str, max_behind_s: float, max_ahead_s: float | None) -> Suite:
     if kind not in KINDS:
         msg = f"no event suite for {kind!r}; kinds: {', '.join(KINDS)}"
         raise ValueError(msg)
@@ -198,7 +199,12 @@ def _event_suite(kind: str) -> Suite:
         ),
         _between("schema_version_supported", "schema_version", 1, ev.SCHEMA_VERSION),
         Check("event_id_unique", X.ExpectColumnValuesToBeUnique(column="event_id")),
-        _between("ts_within_ingest_policy", "skew_s", -MAX_SKEW_AHEAD_S, MAX_SKEW_BEHIND_S),
+        _between(
+            "ts_within_ingest_policy",
+            "skew_s",
+            None if max_ahead_s is None else -max_ahead_s,
+            max_behind_s,
+        ),
         _null("ts_monotonic", "ts_backwards_s"),
     ]
     if kind == "states":

@@ -33,12 +33,19 @@ from asbuilt import kafka, topics
 from asbuilt.settings import Settings
 from pipelines.quality.suites import event_suite, table_suite
 from tests.conftest import Stack
-from tests.flowkit import FlowProcess, flow_settings, produce, table_rows, wait_until
+from tests.flowkit import FlowProcess, produce, table_rows, wait_until
+from tests.flowkit import flow_settings as _flow_settings
 from tests.unit.test_quality_suites import BLISTER, PRESS, good_events, raw
 
 pytestmark = pytest.mark.integration
 
 KINDS = ("states", "counters", "process_values", "alarms", "batch", "materials")
+
+
+def flow_settings(*args: Any, **overrides: Any) -> Settings:
+    """tests.flowkit.flow_settings at simulator speed 1: the full ingest-time policy (a faster
+    simulator lets source times run ahead of ingest)."""
+    return _flow_settings(*args, **({"sim_speed": 1.0} | overrides))
 
 
 def minute_ago(minutes: int) -> datetime:

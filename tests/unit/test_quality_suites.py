@@ -311,6 +311,21 @@ def test_source_clock_ahead() -> None:
     assert failing(validate("states", [*of_kind("states"), ahead])) == {"ts_within_ingest_policy"}
 
 
+def test_accelerated_simulator_may_run_ahead_of_ingest() -> None:
+    """The stack lets a simulated plant faster than real time run ahead of the wall clock (its
+    connector's policy too): with max_ahead_s None only the past bound holds."""
+    ahead = ev.new_state_change(asset=PRESS, ts=T0 + timedelta(hours=5), state="Execute",
+                                mode="Produce", ingest_ts=T0 + s(50))  # fmt: skip
+    old = ev.new_state_change(asset=BLISTER, ts=datetime(2000, 1, 1, tzinfo=UTC), state="Execute",
+                              mode="Produce", ingest_ts=T0 + s(50))  # fmt: skip
+    fast = limits_of(default_plant(), max_ahead_s=None)
+    kind = "states"
+    frame, _ = window_frame(kind, rows_of(kind, [*of_kind(kind), ahead, old]), Carry(), fast)
+    results = validator().validate(event_suite(kind, fast), frame, (T0, T0 + s(60)), T0)
+    assert failing(results) == {"ts_within_ingest_policy"}
+    assert {r.asset for r in results if not r.success} == {"", BLISTER}
+
+
 def test_time_going_back_within_a_series() -> None:
     back = ev.new_state_change(
         asset=PRESS, ts=T0 + s(20), state="Execute", mode="Produce", ingest_ts=T0 + s(55)
