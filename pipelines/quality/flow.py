@@ -550,10 +550,10 @@ def build_flow(settings: Settings, tick: timedelta = TICK) -> Dataflow:
     METRICS.beat()
     logger.info(
         "quality: %d kinds, grace %.0f s, tables every %.0f s, %d instrument ranges, source "
-        "time at most %s ahead of ingest",
+        "times ahead of ingest: %s",
         len(KINDS), settings.dq_grace_s, settings.dq_table_interval_s, len(limits.signals),
-        "any time (accelerated simulator)" if limits.max_ahead_s is None
-        else f"{limits.max_ahead_s:.0f} s",
+        "no limit (accelerated simulator)" if limits.max_ahead_s is None
+        else f"up to {limits.max_ahead_s:.0f} s",
     )  # fmt: skip
 
     flow = Dataflow(NAME)
