@@ -105,6 +105,7 @@ class MetricsWriter:
             logger.warning("cannot write metrics to %s: %s", self.path, exc)
 
     def _run(self) -> None:
+        self.write()  # at once: a reader should not find the file of a previous run
         while not self._stop.wait(self.interval_s):
             self.write()
 

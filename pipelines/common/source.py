@@ -87,8 +87,11 @@ that never come, after this many seconds without a message. At start every parti
 others back until its first fetch answered (about half a second here)."""
 
 ALIGN_WAIT: Final = timedelta(milliseconds=1)
-"""How long an aligned partition that is held back, or is waiting for its next fetch, sleeps
-before it looks again."""
+"""How long an aligned partition waiting for its next fetch (others may be waiting for it)
+sleeps before it looks again."""
+
+HELD_WAIT: Final = timedelta(milliseconds=5)
+"""How long an aligned partition held back (too far ahead) sleeps before it looks again."""
 
 _DECODE: Final = msgspec.json.Decoder(ev.Event).decode
 _DECODE_LETTER: Final = msgspec.json.Decoder(ev.DeadLetter).decode
@@ -222,7 +225,7 @@ class _KafkaPartition(StatefulSourcePartition[_Item, int]):
 
     def _next_aligned(self, aligner: Aligner) -> list[_Item]:
         pending = self._pending
-        if len(pending) < BATCH_SIZE:
+        if len(pending) <= BATCH_SIZE // 2:  # held back with plenty pending: no poll needed
             msgs = self._consumer.consume(BATCH_SIZE - len(pending), 0)
             if msgs:
                 err = msgs[-1].error()
@@ -250,7 +253,7 @@ class _KafkaPartition(StatefulSourcePartition[_Item, int]):
                 n += 1
         self._idle = IDLE_WAIT[0]
         if n == 0:
-            self._awake = datetime.now(UTC) + ALIGN_WAIT
+            self._awake = datetime.now(UTC) + HELD_WAIT
             return []
         self._awake = None
         take = pending[:n]

@@ -10,6 +10,7 @@ Run it with ``python -m pipelines.oee``. Wiring (step ids in brackets)::
          snapshotted as one pickle: pipelines.common.state.Kept) -> MinuteRow (new, or
          corrected with revision + 1) and TooLate
       -> ("oee_minutes", row) / ("dead_letters", row) [rows]
+      -> gathered for up to GATHER_WAIT or ASBUILT_SINK_BATCH_ROWS rows [gather, batch]
       -> one transaction per batch [write]: COPY-upsert oee_minutes (every non-key column is
          updated: a correction overwrites), dead letters for events too late to correct, then
          in the same transaction: refresh_oee_rollups(assets, from, to) over the span written,
@@ -58,6 +59,11 @@ logger = logging.getLogger(__name__)
 
 NAME: Final = "oee"
 KINDS: Final = ("states", "counters", "process_values")
+GATHER_WAIT: Final = timedelta(milliseconds=250)
+"""How long rows wait to be written together: every write is one transaction with the roll-up
+refresh (~30-50 ms whatever its size), so while a backlog is read, writing each poll's few rows
+on its own would spend most of the time in transactions (measured: 294 writes of 51 rows for 1 M
+events). At most this much is added to the latency of a row."""
 
 OEE_COLUMNS: Final = (
     "ts",
@@ -271,7 +277,10 @@ def build_flow(settings: Settings) -> Dataflow:
     decoded = op.input("read", flow, source(settings, KINDS, align_s=settings.oee_lateness_s / 2))
     batches = op.flat_map("group", decoded, group)
     keyed_rows = op.stateful_flat_map("timeline", batches, timeline_step(cfg))
-    rows = op.map("rows", keyed_rows, lambda kv: kv[1])
+    # one key for all rows: gathered into write batches (Bytewax state, so a crash loses none)
+    to_write = op.map("rows", keyed_rows, lambda kv: (NAME, kv[1]))
+    gathered = op.collect("gather", to_write, GATHER_WAIT, settings.sink_batch_rows)
+    rows = op.flat_map("batch", gathered, lambda kv: kv[1])
     op.output(
         "write",
         rows,

@@ -206,6 +206,7 @@ def test_a_broker_restarted_with_an_empty_log_resets_recovery_and_stores_new_eve
         flow.start()
         produce(settings, old)
         wait_until(lambda: total_rows(db_dsn) == len(old), 120, "the old log's events", [flow])
+        wait_until(lambda: own_metrics(flow), 30, "the flow's metrics", [flow])
         epoch_before = flow.metrics()["log_epoch"]
         flow.stop()
 
@@ -220,6 +221,7 @@ def test_a_broker_restarted_with_an_empty_log_resets_recovery_and_stores_new_eve
             "the new log's events (not skipped by stale offsets)",
             [flow],
         )
+        wait_until(lambda: own_metrics(flow), 30, "the restarted flow's metrics", [flow])
         metrics = flow.metrics()
     finally:
         if flow.alive():
@@ -227,6 +229,12 @@ def test_a_broker_restarted_with_an_empty_log_resets_recovery_and_stores_new_eve
     assert metrics["log_epoch"] != epoch_before
     assert metrics["recovery_store_reset"] is True
     assert stored_rows(db_dsn) == expected_rows(old + new)
+
+
+def own_metrics(flow: FlowProcess) -> bool:
+    """The metrics file is this process's (not the previous run's) and names the log epoch."""
+    m = flow.metrics()
+    return flow.proc is not None and m.get("pid") == flow.proc.pid and "log_epoch" in m
 
 
 class _Bootstrap:
