@@ -23,7 +23,8 @@ Run it with ``python -m pipelines.quality``. Wiring (step ids in brackets)::
       -> alerts table [write_alerts] and alerts topic [publish_alerts], as the downtime flow
 
 Ingest time is the event's ``ingest_ts``; for a message the contract refused, the Kafka record
-timestamp (its payload's times are what is in doubt).
+timestamp (its payload's times are what is in doubt); never more than MAX_INGEST_AHEAD after
+this process's clock.
 
 **An event for a window already closed** (a partition read late, a producer behind the others)
 is never lost and never validated twice: it joins the oldest window of its kind still open, and
@@ -107,6 +108,10 @@ TICK: Final = timedelta(seconds=5)
 TICK_POLL: Final = timedelta(milliseconds=20)
 WINDOW: Final = timedelta(minutes=1)
 HOUR: Final = timedelta(hours=1)
+MAX_INGEST_AHEAD: Final = timedelta(minutes=5)
+"""An ingest time further ahead of this process's clock is windowed as now + this: one event
+stamped in the year 2100 would otherwise move its kind's clock there and hold every later event
+of the kind in one window that never closes."""
 FIRST_LOOKBACK: Final = timedelta(hours=24)
 """How far back from a table's newest hour the first validation of a run reaches."""
 
@@ -293,7 +298,10 @@ class WindowStep:
             return state, out
         grace = self.grace
         windows = state.windows
+        horizon = datetime.now(UTC) + MAX_INGEST_AHEAD
         for ingest, row in item.rows:
+            if ingest > horizon:  # a producer's clock far ahead must not stall the kind
+                ingest = horizon
             start = _floor(ingest, WINDOW)
             if state.closed_until is not None and start < state.closed_until:
                 start = state.closed_until  # late: the oldest window still open
