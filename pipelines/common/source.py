@@ -145,7 +145,8 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
 _Item = TypeVar("_Item")
 
 
-def _received(timestamp: tuple[int, int]) -> datetime | None:
+def record_time(timestamp: tuple[int, int]) -> datetime | None:
+    """The Kafka record timestamp of a message (``msg.timestamp()``) as a datetime, or None."""
     kind, ms = timestamp
     return datetime.fromtimestamp(ms / 1000, UTC) if kind and ms >= 0 else None
 
@@ -176,7 +177,7 @@ def _record_ms(msg: Message) -> float:
     return -math.inf if kind == TIMESTAMP_NOT_AVAILABLE else float(ms)
 
 
-class _KafkaPartition(StatefulSourcePartition[_Item, int]):
+class KafkaPartition(StatefulSourcePartition[_Item, int]):
     """One Kafka partition: poll without blocking, decode the batch, emit ONE item per poll.
 
     The resume state is the next offset to read (as in Bytewax's own Kafka partition).
@@ -279,13 +280,13 @@ class _KafkaPartition(StatefulSourcePartition[_Item, int]):
         offset = int(msg.offset() or 0)
         origin = f"{self._topic}[{self._part_idx}]@{offset}"
         value = msg.value()
-        letter = ev.decode(value, origin, _received(msg.timestamp()))
+        letter = ev.decode(value, origin, record_time(msg.timestamp()))
         if reason is not None or not isinstance(letter, ev.DeadLetter):
             letter = ev.new_dead_letter(
                 reason=reason or "rejected by the flow's decoder",
                 origin=origin,
                 payload=value or b"",
-                received_ts=_received(msg.timestamp()),
+                received_ts=record_time(msg.timestamp()),
             )
         logger.debug("dead letter topic=%s offset=%d: %s", self._topic, offset, letter.reason)
         return Rejected(letter, self._topic, self._part_idx, offset)
@@ -311,7 +312,7 @@ class _KafkaPartition(StatefulSourcePartition[_Item, int]):
         return offset is not None and offset >= 0 and msg.topic() == self._topic
 
 
-class _EventPartition(_KafkaPartition[Decoded]):
+class _EventPartition(KafkaPartition[Decoded]):
     """A partition of an event topic: contract events, or dead letters saying why not."""
 
     def _decode(self, msgs: list[Message]) -> Decoded:
@@ -350,7 +351,7 @@ class Published(NamedTuple):
     rejected: list[Rejected]
 
 
-class _DeadLetterPartition(_KafkaPartition[Published]):
+class _DeadLetterPartition(KafkaPartition[Published]):
     """A partition of the dead-letter topic: the dead letters other processes published.
 
     Dead letters whose origin is a position in one of our own topics (``<topic>[p]@offset``)
@@ -391,7 +392,7 @@ class EventSource(FixedPartitionedSource[_Item, int]):
         self,
         config: dict[str, Any],
         topics: Sequence[str],
-        partition: Callable[..., _KafkaPartition[_Item]],
+        partition: Callable[..., KafkaPartition[_Item]],
         align_s: float | None = None,
     ) -> None:
         self._config = config
@@ -404,7 +405,7 @@ class EventSource(FixedPartitionedSource[_Item, int]):
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
-    ) -> _KafkaPartition[_Item]:
+    ) -> KafkaPartition[_Item]:
         idx, topic = for_part.split("-", 1)
         if topic not in self._topics:
             msg = (

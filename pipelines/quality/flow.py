@@ -70,9 +70,9 @@ from pipelines.common.runner import database_dsn
 from pipelines.common.sink import DatabaseWriter, UpsertSink, connect
 from pipelines.common.source import (
     EventSource,
-    _KafkaPartition,
-    _received,
+    KafkaPartition,
     consumer_config,
+    record_time,
 )
 from pipelines.downtime.alerts import Alert
 from pipelines.downtime.flow import ALERT_COLUMNS, AlertTopicSink, alert_row
@@ -133,7 +133,7 @@ class Polled:
     rows: list[tuple[datetime, tuple[Any, ...]]]
 
 
-class _QualityPartition(_KafkaPartition[Polled]):
+class _QualityPartition(KafkaPartition[Polled]):
     """A partition of an event topic as frame rows: events by the contract, every other
     message parsed leniently with the dead letter's reason (see pipelines.quality.frames)."""
 
@@ -166,7 +166,7 @@ class _QualityPartition(_KafkaPartition[Polled]):
                 rows.append((event.ingest_ts, event_row(kind, event, origin)))
                 continue
             bad += 1
-            received = _received(msg.timestamp()) or datetime.now(UTC)
+            received = record_time(msg.timestamp()) or datetime.now(UTC)
             if event is not None and _KIND_OF_TYPE[type(event)] != kind:
                 reason = f"a {_KIND_OF_TYPE[type(event)]} event on the {kind} topic"
             else:
