@@ -38,7 +38,9 @@ Late and out-of-order events:
 - the *values* of the rows never depend on arrival order once every event has arrived (within
   the correction horizon); ``revision`` and ``corrected_at`` record how they arrived. Kafka
   orders each topic, not the topics between them, so a backlog read topic by topic (after a
-  long stop) makes one topic's events late against another's: correct values, revisions > 0.
+  long stop) would make one topic's events late against another's (correct values, revisions
+  > 0); the flows' source therefore reads its partitions in step, within half the lateness
+  (pipelines.common.source, alignment).
 
 Memory is bounded: history older than the correction horizon (a minute-aligned cut at latest
 event time - horizon) is pruned -- state changes (keeping the one in effect at the cut),
