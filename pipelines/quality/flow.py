@@ -67,7 +67,7 @@ from asbuilt import events as ev
 from asbuilt.settings import Settings
 from pipelines.common.metrics import METRICS
 from pipelines.common.runner import database_dsn
-from pipelines.common.sink import DatabaseWriter, UpsertSink, connect
+from pipelines.common.sink import DatabaseWriter, UpsertSink, _clean, connect
 from pipelines.common.source import (
     EventSource,
     KafkaPartition,
@@ -428,8 +428,14 @@ class TableStep:
 # --- the sink ----------------------------------------------------------------------------------
 
 
-def result_row(r: DqResult) -> tuple[Any, ...]:
-    """A ``dq_results`` row (columns of :data:`DQ_RESULT_COLUMNS`), jsonb columns wrapped."""
+def result_row(r: DqResult, sanitised: bool = False) -> tuple[Any, ...]:
+    """A ``dq_results`` row (columns of :data:`DQ_RESULT_COLUMNS`), jsonb columns wrapped.
+
+    ``sanitised``: every NUL in a text or inside the jsonb values (keys too) written as
+    ``\\x00``, as the other sinks do -- PostgreSQL stores no NUL, and a refused message's
+    asset or example value may hold one (the retry of :class:`DatabaseWriter` asks for this)."""
+    if sanitised:
+        r = DqResult(*_clean(r.row()))
     return (
         r.window_start, r.window_end, r.suite, r.expectation, r.asset, r.success,
         r.element_count, r.unexpected_count,
@@ -460,8 +466,12 @@ _KEY: Final = ("suite", "expectation", "asset", "window_start")
 _UPDATE: Final = DQ_RESULT_COLUMNS[5:]
 
 
-def write_quality(conn: db.Conn, items: Iterable[WindowResults | AssetKindRows]) -> int:
-    """Write a batch in the caller's transaction (see the module docstring); rows written."""
+def write_quality(
+    conn: db.Conn, items: Iterable[WindowResults | AssetKindRows], sanitised: bool = False
+) -> int:
+    """Write a batch in the caller's transaction (see the module docstring); rows written.
+
+    ``sanitised``: NUL characters replaced in every value (see :func:`result_row`)."""
     n = 0
     kind_rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     with conn.cursor() as cur:
@@ -469,13 +479,15 @@ def write_quality(conn: db.Conn, items: Iterable[WindowResults | AssetKindRows])
             if isinstance(item, WindowResults):
                 cur.execute(
                     "DELETE FROM dq_results WHERE suite = %s AND window_start = %s",
-                    (item.suite, item.window_start),
+                    (_clean(item.suite) if sanitised else item.suite, item.window_start),
                 )
-                rows = [result_row(r) for r in item.results]
+                rows = [result_row(r, sanitised) for r in item.results]
                 db.copy_upsert(conn, "dq_results", DQ_RESULT_COLUMNS, rows, _KEY, _UPDATE)
                 n += len(rows)
             else:
                 for r in item.rows:
+                    if sanitised:
+                        r = _clean(r)
                     kind_rows[(r[0], r[1], r[2])] = r
     if kind_rows:
         rows = list(kind_rows.values())
@@ -496,8 +508,8 @@ class _QualityPartition_(StatelessSinkPartition[Any]):
     def write_batch(self, items: list[Any]) -> None:
         written: list[int] = []
 
-        def work(conn: db.Conn, _sanitised: bool) -> None:
-            written.append(write_quality(conn, items))
+        def work(conn: db.Conn, sanitised: bool) -> None:
+            written.append(write_quality(conn, items, sanitised))
 
         self.writer.write(work, lambda: items[0])
         METRICS.rows_out += written[-1] if written else 0
