@@ -50,6 +50,7 @@ from pipelines.accounting.mapping import load_mapping
 from pipelines.accounting.model import CATEGORIES, MinuteRow
 from pipelines.accounting.schedule import Schedule
 from pipelines.accounting.timeline import AssetTimeline, TimelineConfig, TooLate
+from pipelines.common.gather import gather
 from pipelines.common.runner import database_dsn
 from pipelines.common.sink import DEAD_LETTERS, DatabaseWriter, MultiUpsertSink, Row, Table
 from pipelines.common.source import Decoded, source
@@ -277,9 +278,10 @@ def build_flow(settings: Settings) -> Dataflow:
     decoded = op.input("read", flow, source(settings, KINDS, align_s=settings.oee_lateness_s / 2))
     batches = op.flat_map("group", decoded, group)
     keyed_rows = op.stateful_flat_map("timeline", batches, timeline_step(cfg))
-    # one key for all rows: gathered into write batches (Bytewax state, so a crash loses none)
+    # one key for all rows: gathered into write batches (Bytewax state, so a crash loses none;
+    # pipelines.common.gather, as Bytewax's collect restarts its timeout at every item)
     to_write = op.map("rows", keyed_rows, lambda kv: (NAME, kv[1]))
-    gathered = op.collect("gather", to_write, GATHER_WAIT, settings.sink_batch_rows)
+    gathered = gather("gather", to_write, GATHER_WAIT, settings.sink_batch_rows)
     rows = op.flat_map("batch", gathered, lambda kv: kv[1])
     op.output(
         "write",

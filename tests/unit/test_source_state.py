@@ -65,3 +65,24 @@ def test_kept_snapshots_are_frozen_pickles_that_restore_the_state() -> None:
     assert isinstance(restored, Kept)
     assert restored.value == {"minutes": [1, 2, 3]}
     assert kept.value == {"minutes": [1, 2, 3, 4]}
+
+
+def test_gather_waits_from_the_first_item_not_the_last() -> None:
+    """A steady trickle does not hold a list back (Bytewax's collect restarts its timeout at
+    every item); a full list goes out at once; a snapshot restores the items gathered."""
+    from datetime import timedelta
+
+    from bytewax.operators import StatefulLogic
+
+    from pipelines.common.gather import _Gathered, _GatherLogic
+
+    logic: _GatherLogic[int] = _GatherLogic(timedelta(milliseconds=250), 3, _Gathered())
+    assert logic.notify_at() is None  # nothing gathered: nothing due
+    assert logic.on_item(1) == ([], StatefulLogic.RETAIN)
+    due = logic.notify_at()
+    assert due is not None
+    logic.on_item(2)
+    assert logic.notify_at() == due  # the second item does not push the list back
+    resumed = _GatherLogic(timedelta(milliseconds=250), 3, logic.snapshot())
+    assert resumed.on_notify() == ([[1, 2]], StatefulLogic.DISCARD)
+    assert logic.on_item(3) == ([[1, 2, 3]], StatefulLogic.DISCARD)  # max_size: out at once
