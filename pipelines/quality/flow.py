@@ -80,6 +80,7 @@ from pipelines.oee.flow import plant_of
 from pipelines.quality.alerts import SuiteAlerts
 from pipelines.quality.frames import (
     ASSET_KIND_COLUMNS,
+    COMMON_FIELDS,
     KINDS,
     MAX_SKEW_AHEAD_S,
     Carry,
@@ -117,6 +118,8 @@ FIRST_LOOKBACK: Final = timedelta(hours=24)
 
 _DECODE: Final = msgspec.json.Decoder(ev.Event).decode
 _KIND_OF_TYPE: Final = {t: topics.topic_kind_for(t) for t in ev.EVENT_TYPES}
+
+_INGEST: Final = [n for n, _ in COMMON_FIELDS].index("ingest_ts")
 
 READ_COUNTS: dict[str, int] = dict.fromkeys(KINDS, 0)
 """Messages read per kind by this process (the ticks tell a quiet kind from a busy one)."""
@@ -163,7 +166,12 @@ class _QualityPartition(KafkaPartition[Polled]):
                 and event.schema_version <= ev.SCHEMA_VERSION
                 and _KIND_OF_TYPE[type(event)] == kind
             ):
-                rows.append((event.ingest_ts, event_row(kind, event, origin)))
+                row = event_row(kind, event, origin)
+                if row[_INGEST] is not None:
+                    rows.append((row[_INGEST], row))
+                    continue
+                # an ingest time with no UTC equivalent: windowed by the record time instead
+                rows.append((record_time(msg.timestamp()) or datetime.now(UTC), row))
                 continue
             bad += 1
             received = record_time(msg.timestamp()) or datetime.now(UTC)

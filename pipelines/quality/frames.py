@@ -32,7 +32,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import polars as pl
@@ -46,6 +46,7 @@ __all__ = [
     "KIND_FIELDS",
     "MAX_SKEW_AHEAD_S",
     "MAX_SKEW_BEHIND_S",
+    "OUT_OF_RANGE",
     "Carry",
     "Limits",
     "asset_minute_rows",
@@ -149,9 +150,47 @@ _EVENT_NAMES: Final = {
 }
 
 
+_EVENT_CHECKS: Final = {
+    kind: tuple((n, t == pl.Int64, t == _UTC) for n, t in (*COMMON_FIELDS, *KIND_FIELDS[kind]))
+    for kind in KIND_FIELDS
+}
+
+OUT_OF_RANGE: Final = (
+    "outside what the quality checks can hold: {fields} (an integer of 2**63 or more, or a "
+    "time outside the years 1-9999 once converted to UTC); the contract allows it, check the "
+    "producer"
+)
+"""The reason of a contract event the frame cannot hold (its row is validated as refused)."""
+
+
+def _utc(ts: datetime) -> datetime | None:
+    """``ts`` in UTC, or None where that is not a datetime (0001-01-01T00:00+01:00)."""
+    try:
+        return ts.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
 def event_row(kind: str, event: ev.Event, origin: str) -> tuple[Any, ...]:
-    """The row of a contract event (fields of :func:`raw_schema` order)."""
-    return (*(getattr(event, n) for n in _EVENT_NAMES[kind]), True, origin, None, None)
+    """The row of a contract event (fields of :func:`raw_schema` order).
+
+    Why a contract event may become a refused row: the contract allows counters up to
+    2**64 - 1 and any time with an offset, but a frame column is a signed 64-bit integer and
+    a UTC time (and the flow windows by UTC). Such a field is null and the row is not ``valid``
+    (reason :data:`OUT_OF_RANGE`): a failed expectation with its example, never a crash."""
+    values = [getattr(event, n) for n in _EVENT_NAMES[kind]]
+    bad: list[str] = []
+    for i, (name, is_int, is_ts) in enumerate(_EVENT_CHECKS[kind]):
+        v = values[i]
+        if v is None:
+            continue
+        if (is_int and not -(2**63) <= v < 2**63) or (is_ts and _utc(v) is None):
+            bad.append(name)
+            values[i] = None
+    if bad:
+        fields = ",".join(bad)
+        return (*values, False, origin, fields, OUT_OF_RANGE.format(fields=fields))
+    return (*values, True, origin, None, None)
 
 
 # --- lenient parsing of rejected messages -----------------------------------------------------
@@ -184,7 +223,7 @@ def _as_ts(v: Any) -> tuple[Any, bool]:
         ts = datetime.fromisoformat(v)
     except ValueError:
         return None, False
-    if ts.tzinfo is None or ts.utcoffset() is None:
+    if ts.tzinfo is None or ts.utcoffset() is None or _utc(ts) is None:
         return None, False
     return ts, True
 
