@@ -18,8 +18,11 @@ Run it with ``python -m pipelines.quality``. Wiring (step ids in brackets)::
          hour before the newest hour validated last time up to the newest hour (the first
          time: the newest FIRST_LOOKBACK, 24 h) -> WindowResults, dq alerts
       -> [write]: one transaction per batch: per window, DELETE its dq_results rows and insert
-         the new ones (a re-validation replaces, a replay writes the same rows); upsert
-         dq_asset_kind_minutes and recompute the touched dq_asset_minutes rows from it
+         the new ones (a re-validation replaces, a replay writes the same rows); likewise per
+         window DELETE the kind's dq_asset_kind_minutes rows of the minute and insert the new
+         ones, then recompute the touched dq_asset_minutes rows from them (a summary row with
+         no kind row left is deleted: a replay that assigns rows differently leaves nothing
+         behind)
       -> alerts table [write_alerts] and alerts topic [publish_alerts], as the downtime flow
 
 Ingest time is the event's ``ingest_ts``; for a message the contract refused, the Kafka record
@@ -242,7 +245,13 @@ class WindowResults:
 
 @dataclass(frozen=True, slots=True)
 class AssetKindRows:
+    """The ``dq_asset_kind_minutes`` rows of one window: they replace every row of the kind and
+    minute (``kind``, ``ts``; empty ``rows``: the minute has none left). A ``kind`` of None:
+    the rows are upserted only (their keys replaced, no other row of the minute removed)."""
+
     rows: list[tuple[Any, ...]]
+    kind: str | None = None
+    ts: datetime | None = None
 
 
 Out: TypeAlias = "WindowResults | AssetKindRows | Alert"
@@ -340,8 +349,7 @@ class WindowStep:
         results = _timed_validate(suite, frame, (start, end))
         out: list[Out] = [WindowResults(suite.name, start, results)]
         minute_rows = asset_minute_rows(state.kind, frame, start)
-        if minute_rows:
-            out.append(AssetKindRows(minute_rows))
+        out.append(AssetKindRows(minute_rows, state.kind, start))  # even none: replaces
         assert state.alerts is not None
         out += state.alerts.on_window(start, end, results)
         failed = sorted({r.expectation for r in results if not r.success})
@@ -470,6 +478,21 @@ ON CONFLICT (asset, ts) DO UPDATE SET
 """
 
 
+_DELETE_KIND_MINUTES_SQL: Final = """
+DELETE FROM dq_asset_kind_minutes
+WHERE (kind, ts) IN (SELECT * FROM unnest(%s::text[], %s::timestamptz[]))
+RETURNING asset, ts
+"""
+"""Every row of the (kind, minute) pairs a batch replaces: a replay may assign rows to other
+minutes (or none to an asset), and what it no longer writes must not stay behind."""
+
+_DELETE_EMPTY_SUMMARY_SQL: Final = """
+DELETE FROM dq_asset_minutes m
+WHERE (m.asset, m.ts) IN (SELECT * FROM unnest(%s::text[], %s::timestamptz[]))
+  AND NOT EXISTS (SELECT 1 FROM dq_asset_kind_minutes k WHERE k.asset = m.asset AND k.ts = m.ts)
+"""
+"""A summary row whose every kind row is gone (see :data:`_DELETE_KIND_MINUTES_SQL`)."""
+
 _KEY: Final = ("suite", "expectation", "asset", "window_start")
 _UPDATE: Final = DQ_RESULT_COLUMNS[5:]
 
@@ -482,6 +505,7 @@ def write_quality(
     ``sanitised``: NUL characters replaced in every value (see :func:`result_row`)."""
     n = 0
     kind_rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    replaced: dict[tuple[str, datetime], list[tuple[Any, ...]]] = {}
     with conn.cursor() as cur:
         for item in items:
             if isinstance(item, WindowResults):
@@ -493,19 +517,36 @@ def write_quality(
                 db.copy_upsert(conn, "dq_results", DQ_RESULT_COLUMNS, rows, _KEY, _UPDATE)
                 n += len(rows)
             else:
-                for r in item.rows:
-                    if sanitised:
-                        r = _clean(r)
+                rows = [_clean(r) for r in item.rows] if sanitised else item.rows
+                if item.kind is not None and item.ts is not None:
+                    replaced[(item.kind, item.ts)] = rows  # a later close of the minute wins
+                    continue
+                for r in rows:
                     kind_rows[(r[0], r[1], r[2])] = r
+    touched: set[tuple[str, datetime]] = set()
+    if replaced:
+        kinds = [k for k, _ in replaced]
+        minutes = [t for _, t in replaced]
+        gone = conn.execute(_DELETE_KIND_MINUTES_SQL, (kinds, minutes)).fetchall()
+        touched.update((a, t) for a, t in gone)
+        for (kind, ts), rows in replaced.items():
+            for key in [k for k in kind_rows if (k[2], k[0]) == (kind, ts)]:
+                del kind_rows[key]
+            for r in rows:
+                kind_rows[(r[0], r[1], r[2])] = r
     if kind_rows:
         rows = list(kind_rows.values())
         db.copy_upsert(
             conn, "dq_asset_kind_minutes", ASSET_KIND_COLUMNS, rows, ("asset", "kind", "ts"),
             ASSET_KIND_COLUMNS[3:],
         )  # fmt: skip
-        touched = sorted({(r[1], r[0]) for r in rows})
-        conn.execute(_SUMMARY_SQL, ([a for a, _ in touched], [t for _, t in touched]))
+        touched.update((r[1], r[0]) for r in rows)
         n += len(rows)
+    if touched:
+        keys = sorted(touched)
+        params = ([a for a, _ in keys], [t for _, t in keys])
+        conn.execute(_SUMMARY_SQL, params)
+        conn.execute(_DELETE_EMPTY_SUMMARY_SQL, params)
     return n
 
 

@@ -51,3 +51,42 @@ def test_a_nul_is_written_escaped_on_the_sanitised_retry(db_dsn: str) -> None:
         assert conn.execute("SELECT asset, rejected FROM dq_asset_minutes").fetchall() == [
             ("A\\x00", 1)
         ]
+
+
+def kind_minutes(conn: Any) -> list[tuple[Any, ...]]:
+    sql = "SELECT asset, kind, events FROM dq_asset_kind_minutes ORDER BY asset, kind"
+    rows: list[tuple[Any, ...]] = conn.execute(sql).fetchall()
+    return rows
+
+
+def summary(conn: Any) -> list[tuple[Any, ...]]:
+    sql = "SELECT asset, events FROM dq_asset_minutes ORDER BY asset"
+    rows: list[tuple[Any, ...]] = conn.execute(sql).fetchall()
+    return rows
+
+
+def test_a_window_closed_again_replaces_its_kind_rows_and_the_summary(db_dsn: str) -> None:
+    first = AssetKindRows(
+        [kind_row("A", "states", T0, 3), kind_row("B", "states", T0, 2)], "states", T0
+    )
+    other_kind = AssetKindRows([kind_row("B", "counters", T0, 5)], "counters", T0)
+    with connect(db_dsn) as conn:
+        with conn.transaction():
+            write_quality(conn, [first, other_kind])
+        assert summary(conn) == [("A", 3), ("B", 7)]
+        # a replay assigns the minute's states differently: A's rows moved, B has fewer
+        with conn.transaction():
+            write_quality(conn, [AssetKindRows([kind_row("B", "states", T0, 1)], "states", T0)])
+        assert kind_minutes(conn) == [("B", "counters", 5), ("B", "states", 1)]
+        assert summary(conn) == [("B", 6)]
+        # the minute closes with no rows of an asset at all: its kind rows go too
+        with conn.transaction():
+            write_quality(conn, [AssetKindRows([], "counters", T0)])
+        assert kind_minutes(conn) == [("B", "states", 1)]
+        assert summary(conn) == [("B", 1)]
+        # a later close of the same minute in one batch wins
+        later = AssetKindRows([kind_row("C", "states", T0, 4)], "states", T0)
+        with conn.transaction():
+            write_quality(conn, [first, later])
+        assert kind_minutes(conn) == [("C", "states", 4)]
+        assert summary(conn) == [("C", 4)]
