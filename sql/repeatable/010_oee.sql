@@ -448,7 +448,10 @@ SELECT t.asset, a.line, a.site, c.name, t.minutes, k.*
 $$;
 
 -- Lines and sites: the SUMMED components of their assets (assets.line / assets.site), never an
--- average of ratios. Assets without a row in `assets` are in no line and no site.
+-- average of ratios. Assets without a row in `assets` are in no line and no site. `assets` is the
+-- number of assets with rows in the period; coverage is judged on every asset of the line/site in
+-- the plant model (`plant_assets`, as line_dq_kpis counts them): an asset that wrote nothing in
+-- the period adds its elapsed seconds and no known second (a silent machine is not "covered").
 
 CREATE VIEW line_oee_by_hour AS
 SELECT g.ts, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*,
@@ -469,6 +472,9 @@ SELECT g.ts, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*,
           FROM oee_hourly r JOIN assets a ON a.asset = r.asset
          CROSS JOIN oee_coverage_basis w WHERE a.line IS NOT NULL
          GROUP BY r.ts, a.line, a.site, w.newest_minute, w.coverage_threshold) g
+  JOIN (SELECT line, site, count(*) AS plant_assets FROM assets  -- the plant model
+         WHERE line IS NOT NULL GROUP BY line, site) p
+    ON p.line = g.line AND p.site = g.site
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
@@ -476,7 +482,7 @@ SELECT g.ts, g.line, g.site, c.name AS convention, g.assets, g.minutes, k.*,
         g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
         g.rework, g.ideal_s, g.good_ideal_s) k
  CROSS JOIN LATERAL (SELECT oee_coverage(
-        g.minutes, g.unknown_s, g.assets, g.assets_newest, g.ts, g.ts + interval '1 hour',
+        g.minutes, g.unknown_s, p.plant_assets, g.assets_newest, g.ts, g.ts + interval '1 hour',
         g.newest_minute) AS coverage) v;
 
 CREATE VIEW line_oee_by_shift AS
@@ -497,6 +503,9 @@ SELECT g.shift_start, g.shift, g.line, g.site, c.name AS convention, g.assets, g
           FROM oee_shifts r JOIN assets a ON a.asset = r.asset
          CROSS JOIN oee_coverage_basis w WHERE a.line IS NOT NULL
          GROUP BY r.shift_start, a.line, a.site, w.newest_minute, w.coverage_threshold) g
+  JOIN (SELECT line, site, count(*) AS plant_assets FROM assets  -- the plant model
+         WHERE line IS NOT NULL GROUP BY line, site) p
+    ON p.line = g.line AND p.site = g.site
   LEFT JOIN shifts sh ON sh.site = g.site AND sh.start_ts = g.shift_start
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
@@ -505,7 +514,7 @@ SELECT g.shift_start, g.shift, g.line, g.site, c.name AS convention, g.assets, g
         g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
         g.rework, g.ideal_s, g.good_ideal_s) k
  CROSS JOIN LATERAL (SELECT oee_coverage(
-        g.minutes, g.unknown_s, g.assets, g.assets_newest, g.shift_start,
+        g.minutes, g.unknown_s, p.plant_assets, g.assets_newest, g.shift_start,
         coalesce(sh.end_ts, g.last_ts + interval '1 minute'),
         g.newest_minute) AS coverage) v;
 
@@ -528,6 +537,9 @@ SELECT g.day, g.timezone, g.line, g.site, c.name AS convention, g.assets, g.minu
           FROM oee_daily r JOIN assets a ON a.asset = r.asset
          CROSS JOIN oee_coverage_basis w WHERE a.line IS NOT NULL
          GROUP BY r.day, a.line, a.site, w.newest_minute, w.coverage_threshold) g
+  JOIN (SELECT line, site, count(*) AS plant_assets FROM assets  -- the plant model
+         WHERE line IS NOT NULL GROUP BY line, site) p
+    ON p.line = g.line AND p.site = g.site
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
@@ -535,7 +547,8 @@ SELECT g.day, g.timezone, g.line, g.site, c.name AS convention, g.assets, g.minu
         g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
         g.rework, g.ideal_s, g.good_ideal_s) k
  CROSS JOIN LATERAL (SELECT oee_coverage(
-        g.minutes, g.unknown_s, g.assets, g.assets_newest, g.day::timestamp AT TIME ZONE g.timezone,
+        g.minutes, g.unknown_s, p.plant_assets, g.assets_newest,
+        g.day::timestamp AT TIME ZONE g.timezone,
         (g.day + 1)::timestamp AT TIME ZONE g.timezone,
         g.newest_minute) AS coverage) v;
 
@@ -559,6 +572,8 @@ SELECT g.ts, g.site, c.name AS convention, g.assets, g.minutes, k.*,
           FROM oee_hourly r JOIN assets a ON a.asset = r.asset
          CROSS JOIN oee_coverage_basis w
          GROUP BY r.ts, a.site, w.newest_minute, w.coverage_threshold) g
+  JOIN (SELECT site, count(*) AS plant_assets FROM assets GROUP BY site) p  -- plant model
+    ON p.site = g.site
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
@@ -566,7 +581,7 @@ SELECT g.ts, g.site, c.name AS convention, g.assets, g.minutes, k.*,
         g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
         g.rework, g.ideal_s, g.good_ideal_s) k
  CROSS JOIN LATERAL (SELECT oee_coverage(
-        g.minutes, g.unknown_s, g.assets, g.assets_newest, g.ts, g.ts + interval '1 hour',
+        g.minutes, g.unknown_s, p.plant_assets, g.assets_newest, g.ts, g.ts + interval '1 hour',
         g.newest_minute) AS coverage) v;
 
 CREATE VIEW site_oee_by_shift AS
@@ -587,6 +602,8 @@ SELECT g.shift_start, g.shift, g.site, c.name AS convention, g.assets, g.minutes
           FROM oee_shifts r JOIN assets a ON a.asset = r.asset
          CROSS JOIN oee_coverage_basis w
          GROUP BY r.shift_start, a.site, w.newest_minute, w.coverage_threshold) g
+  JOIN (SELECT site, count(*) AS plant_assets FROM assets GROUP BY site) p  -- plant model
+    ON p.site = g.site
   LEFT JOIN shifts sh ON sh.site = g.site AND sh.start_ts = g.shift_start
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
@@ -595,7 +612,7 @@ SELECT g.shift_start, g.shift, g.site, c.name AS convention, g.assets, g.minutes
         g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
         g.rework, g.ideal_s, g.good_ideal_s) k
  CROSS JOIN LATERAL (SELECT oee_coverage(
-        g.minutes, g.unknown_s, g.assets, g.assets_newest, g.shift_start,
+        g.minutes, g.unknown_s, p.plant_assets, g.assets_newest, g.shift_start,
         coalesce(sh.end_ts, g.last_ts + interval '1 minute'),
         g.newest_minute) AS coverage) v;
 
@@ -618,6 +635,8 @@ SELECT g.day, g.timezone, g.site, c.name AS convention, g.assets, g.minutes, k.*
           FROM oee_daily r JOIN assets a ON a.asset = r.asset
          CROSS JOIN oee_coverage_basis w
          GROUP BY r.day, a.site, w.newest_minute, w.coverage_threshold) g
+  JOIN (SELECT site, count(*) AS plant_assets FROM assets GROUP BY site) p  -- plant model
+    ON p.site = g.site
  CROSS JOIN oee_conventions c
  CROSS JOIN LATERAL oee_kpi(
         c.setup_is_availability_loss, c.planned_downtime_in_base, c.minor_stops_in_performance,
@@ -625,6 +644,7 @@ SELECT g.day, g.timezone, g.site, c.name AS convention, g.assets, g.minutes, k.*
         g.unknown_s, g.planned_downtime_s, g.not_scheduled_s, g.processed, g.defective,
         g.rework, g.ideal_s, g.good_ideal_s) k
  CROSS JOIN LATERAL (SELECT oee_coverage(
-        g.minutes, g.unknown_s, g.assets, g.assets_newest, g.day::timestamp AT TIME ZONE g.timezone,
+        g.minutes, g.unknown_s, p.plant_assets, g.assets_newest,
+        g.day::timestamp AT TIME ZONE g.timezone,
         (g.day + 1)::timestamp AT TIME ZONE g.timezone,
         g.newest_minute) AS coverage) v;

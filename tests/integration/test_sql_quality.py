@@ -255,6 +255,52 @@ def test_a_shift_that_ended_counts_its_planned_length_from_shifts(db_dsn: str) -
         ) == pytest.approx(50 / 60)
 
 
+def test_a_silent_asset_of_the_plant_model_counts_as_unknown_on_its_line_and_site(
+    db_dsn: str,
+) -> None:
+    """A line of two assets: A wrote every minute of the hour T0, B (in `assets`) wrote nothing.
+    The line and the site are judged on both machines, as line_dq_kpis counts them: half known,
+    not trustworthy; `assets` stays the number of assets with rows (A's figure alone)."""
+    with psycopg.connect(db_dsn) as conn:
+        for asset in (A, B):
+            add_asset(conn, asset)
+        shift_row(conn, "early", T0, T0 + H)
+        # the newest minute T0 + 60 (after the shift): the hour and the shift have ended
+        write(conn, minutes(A, 0, 59) + minutes(A, 60, 60, shift=None))
+        alone = one(
+            conn,
+            "SELECT oee FROM oee_by_hour WHERE asset = %s AND ts = %s AND convention = 'iso22400'",
+            (A, T0),
+        )["oee"]
+        for view, where, key in (
+            ("line_oee_by_hour", "ts = %s", T0),
+            ("site_oee_by_hour", "ts = %s", T0),
+            ("line_oee_by_shift", "shift_start = %s", T0),
+            ("site_oee_by_shift", "shift_start = %s", T0),
+        ):
+            row = one(
+                conn,
+                f"SELECT assets, minutes, oee, coverage, trustworthy FROM {view} "
+                f"WHERE convention = 'iso22400' AND {where}",
+                (key,),
+            )
+            assert row["coverage"] == pytest.approx(0.5), view
+            assert row["trustworthy"] is False, view
+            assert (row["assets"], row["minutes"]) == (1, 60), view
+            assert row["oee"] == pytest.approx(alone), view  # the figure itself is A's
+        # the UTC day: 06:00-07:01 of A known, judged up to the newest minute for A and B
+        day = (61 * 60) / ((6 * 60 + 61) * 60 + (6 * 60 + 60) * 60)
+        for view in ("line_oee_by_day", "site_oee_by_day"):
+            assert coverage(conn, view, "day = %s", (T0.date(),)) == pytest.approx(day), view
+        # the same rule as line_dq_kpis: every asset of the line in the plant model
+        kpis = _kpis(conn, "line_dq_kpis", T0, T0 + H)[LINE]
+        assert kpis["coverage"] == pytest.approx(0.5)
+        # the silent asset's minutes arrive: both known, the line is whole again
+        write(conn, minutes(B, 0, 59))
+        assert coverage(conn, "line_oee_by_hour", "ts = %s", (T0,)) == pytest.approx(1.0)
+        assert coverage(conn, "site_oee_by_shift", "shift_start = %s", (T0,)) == pytest.approx(1.0)
+
+
 def test_a_plant_local_day_is_judged_on_its_local_length(db_dsn: str) -> None:
     """Europe/Zurich, Sunday 29 March 2026: the clocks go forward, the day has 23 hours."""
     with psycopg.connect(db_dsn) as conn:
@@ -609,15 +655,13 @@ def test_dead_letters_by_reason_class_with_the_latest_example(db_dsn: str) -> No
 
 
 def _expected_coverage(written: dict[str, dict[int, float]], start: int, end: int) -> float | None:
-    """Σ (60 − unknown) ÷ Σ elapsed over the assets with minutes in [start, end) (minute
-    indices from T0), each judged up to the newest minute (inclusive if it wrote it)."""
+    """Σ (60 − unknown) ÷ Σ elapsed over every asset of the line (minute indices from T0), with
+    minutes in [start, end) or not, each judged up to the newest minute (inclusive if it wrote
+    it)."""
     newest = max(i for rows in written.values() for i in rows)
     known, elapsed = 0.0, 0.0
     for rows in written.values():
-        mine = [i for i in rows if start <= i < end]
-        if not mine:
-            continue
-        known += sum(60 - rows[i] for i in mine)
+        known += sum(60 - rows[i] for i in rows if start <= i < end)
         if newest >= end:
             elapsed += (end - start) * 60
         else:
