@@ -23,7 +23,8 @@ policy take part, each event id once: a message the contract refused, a source t
 2000-01-01 or a repeated event (a redelivery) is reported by its own expectation and does not
 move the series (so each fault fails the check meant for it and not the next event's too).
 The last time and counter value of every series are carried from window to window
-(:class:`Carry`, part of the flow's snapshotted state).
+(:class:`Carry`, part of the flow's snapshotted state), with the previous window's event ids: a
+redelivery landing in the next window does not move the series either.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "COMMON_FIELDS",
     "KINDS",
     "KIND_FIELDS",
+    "MAX_RECENT_IDS",
     "MAX_SKEW_AHEAD_S",
     "MAX_SKEW_BEHIND_S",
     "OUT_OF_RANGE",
@@ -311,6 +313,16 @@ class Carry:
 
     last_ts: dict[str, datetime] = field(default_factory=dict)
     last_value: dict[str, int] = field(default_factory=dict)
+    recent_ids: frozenset[str] = frozenset()
+    """The event ids of the previous window's series (at most :data:`MAX_RECENT_IDS`, the
+    newest): a redelivery of one of them in this window is left out of the series checks --
+    compared with the carried newer values it would fail ``ts_monotonic`` or
+    ``counter_never_decreases`` although nothing went back (``event_id_unique`` sees only its
+    own window). Bounded so that the snapshotted state stays small on a busy kind."""
+
+
+MAX_RECENT_IDS: Final = 20_000
+"""How many event ids of the previous window a :class:`Carry` keeps (see ``recent_ids``)."""
 
 
 def _series_key(kind: str) -> pl.Expr:
@@ -337,7 +349,13 @@ def window_frame(
         & pl.col("ts").is_not_null()
         & (limits or Limits()).skew_ok()
     )
-    new = Carry(dict(carry.last_ts), dict(carry.last_value))
+    recent: frozenset[str] = getattr(
+        carry, "recent_ids", frozenset()
+    )  # a carry snapshotted before it existed
+    if recent:
+        series = series.filter(~pl.col("event_id").is_in(list(recent)))
+    ids = series["event_id"].tail(MAX_RECENT_IDS).to_list()
+    new = Carry(dict(carry.last_ts), dict(carry.last_value), frozenset(ids))
 
     # monotonic source time per series, against the previous event (carried across windows)
     last_ts = pl.DataFrame(
