@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from pipelines.common.sink import connect
-from pipelines.quality.flow import AssetKindRows, WindowResults, write_quality
+from pipelines.quality.flow import AssetKindRows, QualitySink, WindowResults, write_quality
 from pipelines.quality.gx import DqResult
 
 pytestmark = pytest.mark.unit
@@ -51,6 +51,16 @@ def test_a_nul_is_written_escaped_on_the_sanitised_retry(db_dsn: str) -> None:
         assert conn.execute("SELECT asset, rejected FROM dq_asset_minutes").fetchall() == [
             ("A\\x00", 1)
         ]
+
+
+def test_the_sink_retries_a_batch_with_a_nul_sanitised(db_dsn: str) -> None:
+    part = QualitySink(db_dsn).build("write", 0, 1)
+    try:
+        part.write_batch([WindowResults("events.states", T0, [nul_result()])])
+    finally:
+        part.close()
+    with connect(db_dsn) as conn:
+        assert conn.execute("SELECT asset FROM dq_results").fetchall() == [("A\\x00",)]
 
 
 def kind_minutes(conn: Any) -> list[tuple[Any, ...]]:
