@@ -600,6 +600,14 @@ def write_settings(dsn: str, settings: Settings) -> None:
         writer.close()
 
 
+def quality_alert_row(a: Alert) -> tuple[Any, ...]:
+    """:func:`~pipelines.downtime.flow.alert_row` with every NUL in the evidence written as
+    ``\\x00``: the alerts sink's sanitised retry cleans text columns but cannot look inside a
+    jsonb value, and a dq alert's evidence quotes refused messages (examples)."""
+    row = alert_row(a)
+    return (*row[:9], Jsonb(_clean(a.evidence)), *row[10:])
+
+
 # --- the flow ----------------------------------------------------------------------------------
 
 
@@ -647,7 +655,7 @@ def build_flow(settings: Settings, tick: timedelta = TICK) -> Dataflow:
     alerts: Any = op.filter("alerts", outs, _is(Alert))
     op.output(
         "write_alerts",
-        op.map("alert_rows", alerts, alert_row),
+        op.map("alert_rows", alerts, quality_alert_row),
         UpsertSink(dsn, "alerts", ALERT_COLUMNS, ("alert_id",), update=ALERT_COLUMNS[1:]),
     )
     op.output("publish_alerts", alerts, AlertTopicSink(settings))

@@ -350,3 +350,32 @@ def test_table_suites_on_the_oee_flow_output(
         assert {(r[2], r[6]) for r in mine} == {(h + timedelta(hours=1), 60)}
     perf = next(r for r in rows if r[3] == "hourly_performance_at_most_1" and not r[4])
     assert perf[11] == {"column": "hour_performance", "min_value": 0.0, "max_value": 1.05}
+
+
+def test_nul_characters_and_contract_extremes_are_validated_not_fatal(
+    local_stack: Stack, db_dsn: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    settings = flow_settings(local_stack, db_dsn, topic_prefix, tmp_path)
+    t0, t1 = minute_ago(6), minute_ago(5)
+    good = good_events(t0)
+    state = next(e for e in good if isinstance(e, ev.StateChange) and e.asset == PRESS)
+    counter = next(e for e in good if isinstance(e, ev.CounterSample) and e.asset == PRESS)
+    at = t0 + timedelta(seconds=30)
+    poison = [
+        ("states", PRESS, raw(state, asset="A\u0000"), at),
+        ("states", PRESS, raw(state, state="Run\u0000"), at),
+        ("states", PRESS, raw(state, ts="0001-01-01T00:00:00+01:00"), at),
+        ("counters", PRESS, raw(counter, value=2**63), at),
+    ]
+    produce(settings, good)
+    produce_raw(settings, poison)
+    produce(settings, good_events(t1, base=1000))
+    expected = {(f"events.{k}", w) for k in ("states", "counters") for w in (t0, t1)}
+    with FlowProcess("quality", settings) as flow:
+        wait_until(lambda: windows(db_dsn) >= expected, 120, "two windows of two kinds", [flow])
+    rows = results(db_dsn)
+    failed = {(r[0], r[3]) for r in rows if not r[5] and r[1] == t0 and not r[4]}
+    assert {("events.states", "schema_valid"), ("events.counters", "schema_valid")} <= failed
+    assert ("events.counters", "fields_well_typed") in failed
+    assert "A\\x00" in {r[4] for r in rows}
+    assert "A\\x00" in {a for (a,) in query(db_dsn, "SELECT asset FROM dq_asset_minutes")}
