@@ -349,9 +349,8 @@ def window_frame(
         & pl.col("ts").is_not_null()
         & (limits or Limits()).skew_ok()
     )
-    recent: frozenset[str] = getattr(
-        carry, "recent_ids", frozenset()
-    )  # a carry snapshotted before it existed
+    # getattr: a carry snapshotted before recent_ids existed has none
+    recent: frozenset[str] = getattr(carry, "recent_ids", frozenset())
     if recent:
         series = series.filter(~pl.col("event_id").is_in(list(recent)))
     ids = series["event_id"].tail(MAX_RECENT_IDS).to_list()
