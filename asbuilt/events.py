@@ -265,6 +265,10 @@ def _check_ids(asset: str, event_id: str) -> None:
         if len(_VALID_ASSETS) >= _VALID_ASSETS_MAX:
             _VALID_ASSETS.clear()
         _VALID_ASSETS.add(asset)
+    _check_event_id(event_id)
+
+
+def _check_event_id(event_id: str) -> None:
     if _UUID_RE.fullmatch(event_id) is None:
         msg = f"Expected a lower-case UUID, got {event_id[:40]!r} - at `$.event_id`"
         raise InvalidEvent(msg)
@@ -290,9 +294,7 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", ta
     received_ts: AwareDatetime
 
     def __post_init__(self) -> None:
-        if _UUID_RE.fullmatch(self.event_id) is None:
-            msg = f"Expected a lower-case UUID, got {self.event_id[:40]!r} - at `$.event_id`"
-            raise ValueError(msg)
+        _check_event_id(self.event_id)
 
 
 # --- ids ---------------------------------------------------------------------------------------
