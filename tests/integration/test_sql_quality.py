@@ -19,7 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
-from tests.integration.test_sql_pipelines import LINE, add_asset, minute, refresh, write_minutes
+from tests.integration.test_sql_pipelines import (
+    LINE,
+    VIEWS,
+    add_asset,
+    minute,
+    refresh,
+    write_minutes,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +36,6 @@ M = timedelta(minutes=1)
 H = timedelta(hours=1)
 SITE = "acme/basel"
 A, B, C = f"{LINE}/filler", f"{LINE}/capper", f"{LINE}/labeller"
-VIEWS = (
-    "oee_by_minute",
-    "oee_by_hour",
-    "oee_by_shift",
-    "oee_by_day",
-    "line_oee_by_hour",
-    "line_oee_by_shift",
-    "line_oee_by_day",
-    "site_oee_by_hour",
-    "site_oee_by_shift",
-    "site_oee_by_day",
-)
 EARLY = ("early", T0)
 
 
